@@ -1,0 +1,4 @@
+//! Files: `.npy` arrays in and out, and sample grids as PNG pictures.
+
+pub mod grid;
+pub mod npy;

@@ -1,0 +1,14 @@
+//! s3: searches per-step ODE solver schedules for diffusion models (S³ / USF, ICLR 2024).
+//!
+//! The sampler core runs any [`solver::SolverSchedule`] exactly on any [`model::Denoiser`]
+//! under any [`noise::NoiseSchedule`]; the classic solvers are builders of such schedules.
+
+pub mod dataset;
+pub mod error;
+pub mod io;
+pub mod metric;
+pub mod model;
+pub mod noise;
+pub mod solver;
+
+pub use error::{Result, S3Error};

@@ -1,0 +1,16 @@
+//! The unified sampler core: schedule types and validation, φ-functions, finite-difference
+//! derivatives, the update planner, the sampler, time spacings and the classic solvers.
+
+pub mod baselines;
+pub mod fd;
+pub mod phi;
+pub mod reference;
+pub mod sampler;
+pub mod schedule;
+pub mod spacing;
+pub mod update;
+
+pub use baselines::{ClassicSolver, UniPcVariant};
+pub use sampler::{SampleOutput, Sampler};
+pub use schedule::{Afs, Corrector, Derivative, Prediction, Relaxation, SolverSchedule, Step};
+pub use spacing::Spacing;

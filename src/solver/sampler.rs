@@ -1,0 +1,311 @@
+//! The USF sampler: an interpreter of a [`SolverSchedule`]. It keeps a short history of
+//! (x, ε, x0) at visited times, plans each update in f64 (`update`) and applies it in one fused
+//! pass over preallocated f32 buffers.
+
+use super::schedule::{Afs, Prediction, SolverSchedule, Step};
+use super::update::{PointMeta, UpdatePlan, plan_update};
+use crate::error::{Result, S3Error};
+use crate::model::{Denoiser, TimePoint, eval_eps};
+use crate::noise::NoiseSchedule;
+use rayon::prelude::*;
+use std::collections::VecDeque;
+
+/// Samples are processed in independent sub-batches of at most this many (bounds memory).
+pub const DEFAULT_SUB_BATCH: usize = 2048;
+
+/// Runs schedules for one model under one noise schedule.
+pub struct Sampler<'a> {
+    model: &'a dyn Denoiser,
+    ns: &'a NoiseSchedule,
+    data_mean: Option<Vec<f32>>,
+    sub_batch: usize,
+}
+
+/// What a run returns.
+#[derive(Debug, Clone)]
+pub struct SampleOutput {
+    /// Final samples, `batch × dim`.
+    pub samples: Vec<f32>,
+    /// Model calls made per sample (equals the schedule's NFE).
+    pub nfe: usize,
+}
+
+/// One visited point: where it is, x there, and the model outputs there (if evaluated).
+struct Point {
+    meta: PointMeta,
+    x: Vec<f32>,
+    eps: Vec<f32>,
+    x0: Vec<f32>,
+}
+
+impl<'a> Sampler<'a> {
+    /// A sampler for `model` under `ns`.
+    pub fn new(model: &'a dyn Denoiser, ns: &'a NoiseSchedule) -> Self {
+        Self {
+            model,
+            ns,
+            data_mean: None,
+            sub_batch: DEFAULT_SUB_BATCH,
+        }
+    }
+
+    /// Sets the data mean used by the `average_x0` analytical first step.
+    pub fn with_data_mean(mut self, mean: Vec<f32>) -> Self {
+        self.data_mean = Some(mean);
+        self
+    }
+
+    /// Sets the sub-batch size (samples run together).
+    pub fn with_sub_batch(mut self, n: usize) -> Self {
+        self.sub_batch = n.max(1);
+        self
+    }
+
+    /// Checks that the schedule is valid and its times lie on this noise schedule.
+    pub fn check(&self, schedule: &SolverSchedule) -> Result<()> {
+        schedule.validate()?;
+        let t_max = self.ns.t_max();
+        if schedule.timesteps[0] > t_max * (1.0 + 1e-9) {
+            return Err(S3Error::InvalidSchedule(format!(
+                "timesteps[0] = {} is beyond the {} schedule's end T = {t_max}",
+                schedule.timesteps[0],
+                self.ns.name()
+            )));
+        }
+        for (i, &t) in schedule.timesteps.iter().enumerate() {
+            if t > 0.0 && !self.ns.lambda(t).is_finite() {
+                return Err(S3Error::InvalidSchedule(format!(
+                    "timesteps[{i}] = {t} has no finite log-SNR under {}",
+                    self.ns.name()
+                )));
+            }
+        }
+        if schedule.afs == Afs::AverageX0 && self.data_mean.is_none() {
+            return Err(S3Error::InvalidSchedule(
+                "afs `average_x0` needs the data mean, which this model does not provide".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Runs `schedule` from the initial noise `x_t0` (`batch × dim`, drawn at t_0: for VP
+    /// schedules x_T ~ N(0, I), for EDM x_T ~ N(0, T² I)).
+    pub fn sample(&self, schedule: &SolverSchedule, x_t0: &[f32]) -> Result<SampleOutput> {
+        self.check(schedule)?;
+        let dim = self.model.dim();
+        if x_t0.is_empty() || x_t0.len() % dim != 0 {
+            return Err(S3Error::Shape(format!(
+                "initial noise has {} values; expected a positive multiple of the sample size {dim}",
+                x_t0.len()
+            )));
+        }
+        let mut samples = Vec::with_capacity(x_t0.len());
+        let mut nfe = 0;
+        for chunk in x_t0.chunks(self.sub_batch * dim) {
+            let (x, n) = self.run_batch(schedule, chunk)?;
+            samples.extend_from_slice(&x);
+            nfe = n;
+        }
+        if nfe != schedule.nfe {
+            return Err(S3Error::Numerical(format!(
+                "internal: made {nfe} model calls for a schedule of NFE {}",
+                schedule.nfe
+            )));
+        }
+        Ok(SampleOutput { samples, nfe })
+    }
+
+    fn eval_model(&self, p: &mut Point) -> Result<()> {
+        let m = p.meta;
+        let time = TimePoint {
+            t: m.t,
+            alpha: m.alpha,
+            sigma: m.sigma,
+        };
+        eval_eps(self.model, &p.x, time, &mut p.eps)?;
+        if let Some(i) = p.eps.iter().position(|v| !v.is_finite()) {
+            return Err(S3Error::Numerical(format!(
+                "the model returned a non-finite value at t = {} (element {i})",
+                m.t
+            )));
+        }
+        fill_x0(&mut p.x0, &p.x, &p.eps, m.alpha, m.sigma);
+        Ok(())
+    }
+
+    fn run_batch(&self, schedule: &SolverSchedule, x_t0: &[f32]) -> Result<(Vec<f32>, usize)> {
+        let len = x_t0.len();
+        let depth = schedule.history_depth();
+        let mut pool: Vec<Vec<f32>> = Vec::new();
+        let take = |pool: &mut Vec<Vec<f32>>| pool.pop().unwrap_or_else(|| vec![0.0; len]);
+        let mut history: VecDeque<Point> = VecDeque::with_capacity(depth + 1);
+        let mut nfe = 0;
+
+        let meta0 = PointMeta::at(self.ns, schedule.timesteps[0]);
+        let mut first = Point {
+            meta: meta0,
+            x: x_t0.to_vec(),
+            eps: take(&mut pool),
+            x0: take(&mut pool),
+        };
+        match schedule.afs {
+            Afs::None => {
+                self.eval_model(&mut first)?;
+                nfe += 1;
+            }
+            Afs::ZeroX0 => {
+                first.x0.fill(0.0);
+                let inv = 1.0 / meta0.sigma;
+                for (e, &x) in first.eps.iter_mut().zip(&first.x) {
+                    *e = (x as f64 * inv) as f32;
+                }
+            }
+            Afs::AverageX0 => {
+                let mean = self.data_mean.as_deref().expect("checked above");
+                for (o, m) in first.x0.chunks_mut(mean.len()).zip(std::iter::repeat(mean)) {
+                    o.copy_from_slice(m);
+                }
+                let (a, inv) = (meta0.alpha, 1.0 / meta0.sigma);
+                for ((e, &x), &m) in first.eps.iter_mut().zip(&first.x).zip(&first.x0) {
+                    *e = ((x as f64 - a * m as f64) * inv) as f32;
+                }
+            }
+        }
+        history.push_back(first);
+
+        let n = schedule.steps.len();
+        for (i, step) in schedule.steps.iter().enumerate() {
+            let t = schedule.timesteps[i + 1];
+            if t == 0.0 {
+                // Denoise: the last step returns the newest x0 prediction.
+                let newest = history.back().expect("history is never empty");
+                return Ok((newest.x0.clone(), nfe));
+            }
+            let target = PointMeta::at(self.ns, t);
+            let metas: Vec<PointMeta> = history.iter().map(|p| p.meta).collect();
+            let plan = plan_update(
+                &metas,
+                -1,
+                &target,
+                step.prediction,
+                step.order,
+                &step.derivatives,
+            )
+            .map_err(|e| step_error(i, e))?;
+            let mut x_new = take(&mut pool);
+            apply(&plan, &history, step.prediction, &mut x_new);
+
+            // Recycle points no later step can reach.
+            while history.len() >= depth {
+                let old = history.pop_front().expect("non-empty");
+                pool.extend([old.x, old.eps, old.x0]);
+            }
+            let mut point = Point {
+                meta: target,
+                x: x_new,
+                eps: take(&mut pool),
+                x0: take(&mut pool),
+            };
+            let last = i + 1 == n;
+            if !last || step.corrector.is_some() {
+                self.eval_model(&mut point)?;
+                nfe += 1;
+            }
+            history.push_back(point);
+            if let Some(c) = &step.corrector {
+                self.correct(&mut history, step, c, &mut pool)
+                    .map_err(|e| step_error(i, e))?;
+            }
+        }
+        let newest = history.pop_back().expect("history is never empty");
+        Ok((newest.x, nfe))
+    }
+
+    /// Replaces the newest x by the pseudo-corrector's update from the point before it.
+    fn correct(
+        &self,
+        history: &mut VecDeque<Point>,
+        step: &Step,
+        corrector: &super::schedule::Corrector,
+        pool: &mut Vec<Vec<f32>>,
+    ) -> Result<()> {
+        let metas: Vec<PointMeta> = history.iter().map(|p| p.meta).collect();
+        let target = *metas.last().expect("non-empty");
+        let plan = plan_update(
+            &metas,
+            -2,
+            &target,
+            step.prediction,
+            corrector.order(),
+            corrector.derivatives(),
+        )?;
+        let len = history.back().expect("non-empty").x.len();
+        let mut x_corr = pool.pop().unwrap_or_else(|| vec![0.0; len]);
+        apply(&plan, history, step.prediction, &mut x_corr);
+        let newest = history.back_mut().expect("non-empty");
+        let old = std::mem::replace(&mut newest.x, x_corr);
+        pool.push(old);
+        Ok(())
+    }
+}
+
+fn step_error(i: usize, e: S3Error) -> S3Error {
+    match e {
+        S3Error::InvalidSchedule(m) => S3Error::InvalidSchedule(format!("step {i}: {m}")),
+        S3Error::Numerical(m) => S3Error::Numerical(format!("step {i}: {m}")),
+        other => other,
+    }
+}
+
+/// x0 = (x − σ ε)/α, element-wise.
+fn fill_x0(x0: &mut [f32], x: &[f32], eps: &[f32], alpha: f64, sigma: f64) {
+    let inv_a = 1.0 / alpha;
+    for ((o, &xi), &e) in x0.iter_mut().zip(x).zip(eps) {
+        *o = ((xi as f64 - sigma * e as f64) * inv_a) as f32;
+    }
+}
+
+/// Applies a plan: out = c·x_s + Σ w_j F_j with F the ε or x0 history of `prediction`.
+fn apply(plan: &UpdatePlan, history: &VecDeque<Point>, prediction: Prediction, out: &mut [f32]) {
+    fn model_of(p: &Point, prediction: Prediction) -> &[f32] {
+        match prediction {
+            Prediction::Noise => &p.eps,
+            Prediction::Data => &p.x0,
+        }
+    }
+    let mut terms: Vec<(f64, &[f32])> = Vec::with_capacity(plan.model_terms.len() + 1);
+    terms.push((plan.x_coef, &history[plan.start].x));
+    for &(slot, w) in &plan.model_terms {
+        terms.push((w, model_of(&history[slot], prediction)));
+    }
+    combine_into(out, &terms);
+}
+
+/// out = Σ_k w_k · src_k over equally long buffers, accumulated in f64 and written as f32.
+/// Works block by block so every source is streamed from memory once; parallel for large
+/// buffers.
+pub fn combine_into(out: &mut [f32], terms: &[(f64, &[f32])]) {
+    const BLOCK: usize = 2048;
+    let block = |(bi, o): (usize, &mut [f32])| {
+        let base = bi * BLOCK;
+        let mut acc = [0.0f64; BLOCK];
+        let acc = &mut acc[..o.len()];
+        let (w0, s0) = terms[0];
+        for (a, &v) in acc.iter_mut().zip(&s0[base..base + o.len()]) {
+            *a = w0 * v as f64;
+        }
+        for &(w, s) in &terms[1..] {
+            for (a, &v) in acc.iter_mut().zip(&s[base..base + o.len()]) {
+                *a += w * v as f64;
+            }
+        }
+        for (o, &a) in o.iter_mut().zip(acc.iter()) {
+            *o = a as f32;
+        }
+    };
+    if out.len() >= 1 << 16 {
+        out.par_chunks_mut(BLOCK).enumerate().for_each(block);
+    } else {
+        out.chunks_mut(BLOCK).enumerate().for_each(block);
+    }
+}
