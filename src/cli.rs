@@ -178,7 +178,7 @@ fn sample(a: SampleArgs) -> Result<()> {
     };
     let scale = prior_std(&ns, schedule.timesteps[0]) as f32;
     let x_t: Vec<f32> = z.iter().map(|v| v * scale).collect();
-    let mean: Vec<f32> = ds.mixture.data_mean().iter().map(|&v| v as f32).collect();
+    let mean = ds.mixture.data_mean();
     let sampler = s3::solver::Sampler::new(&ds.mixture, &ns).with_data_mean(mean);
     let start = Instant::now();
     let out = sampler

@@ -44,7 +44,11 @@ pub fn read_samples(path: &Path, sample_shape: &[usize]) -> Result<SampleArray> 
         ));
     }
     let dtype = npy.dtype();
-    let data: Vec<f32> = match dtype.descr().as_str() {
+    let type_str = match &dtype {
+        npyz::DType::Plain(ts) => ts.to_string(),
+        other => format!("{other:?}"),
+    };
+    let data: Vec<f32> = match type_str.as_str() {
         "<f4" => npy.into_vec::<f32>().map_err(|e| err(e.to_string()))?,
         "<f8" => npy
             .into_vec::<f64>()

@@ -143,13 +143,7 @@ impl<'a> Evaluator<'a> {
 
     /// A sampler for the dataset's model (with the data mean for `average_x0`).
     pub fn sampler(&self) -> Sampler<'a> {
-        let mean: Vec<f32> = self
-            .dataset
-            .mixture
-            .data_mean()
-            .iter()
-            .map(|&v| v as f32)
-            .collect();
+        let mean = self.dataset.mixture.data_mean();
         Sampler::new(&self.dataset.mixture, self.ns).with_data_mean(mean)
     }
 
@@ -244,7 +238,7 @@ impl<'a> Evaluator<'a> {
             return Ok(r);
         }
         let (t0, t1) = (self.ns.t_max(), self.ns.t_min());
-        let x_t = self.initial_noise(t0);
+        let x_t: Vec<f64> = self.initial_noise(t0).iter().map(|&v| v as f64).collect();
         let model: &dyn Denoiser = &self.dataset.mixture;
         let sol = reference_solve(
             model,

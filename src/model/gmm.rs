@@ -2,7 +2,7 @@
 //! prediction, so it is an exact diffusion model: solver error can be measured against the
 //! true ODE, and data moments are known exactly.
 
-use super::{Denoiser, Parameterization, TimePoint};
+use super::{Denoiser, Parameterization, Real, TimePoint};
 use crate::error::{Result, S3Error};
 use nalgebra::DMatrix;
 use rand::Rng;
@@ -251,7 +251,14 @@ impl GaussianMixture {
     }
 
     /// ε(x) for one sample, using `scratch` (length K) for the component log-densities.
-    fn eps_one(&self, x: &[f32], alpha: f64, sigma: f64, scratch: &mut [f64], out: &mut [f32]) {
+    fn eps_one<T: Real>(
+        &self,
+        x: &[T],
+        alpha: f64,
+        sigma: f64,
+        scratch: &mut [f64],
+        out: &mut [T],
+    ) {
         let s2 = sigma * sigma;
         let a2 = alpha * alpha;
         let ln_2pi = (2.0 * std::f64::consts::PI).ln();
@@ -264,7 +271,7 @@ impl GaussianMixture {
                         .iter()
                         .zip(m)
                         .map(|(&xi, &mi)| {
-                            let r = xi as f64 - alpha * mi;
+                            let r = xi.to_f64() - alpha * mi;
                             r * r
                         })
                         .sum();
@@ -277,7 +284,7 @@ impl GaussianMixture {
                         .zip(m.iter().zip(sk))
                         .map(|(&xi, (&mi, &si))| {
                             let v = a2 * si * si + s2;
-                            let r = xi as f64 - alpha * mi;
+                            let r = xi.to_f64() - alpha * mi;
                             r * r / v + (ln_2pi + v.ln())
                         })
                         .sum();
@@ -301,11 +308,11 @@ impl GaussianMixture {
             for (d, a) in acc.iter_mut().enumerate() {
                 let sd = self.std_of(k, d);
                 let v = a2 * sd * sd + s2;
-                *a += g * (x[d] as f64 - alpha * m[d]) / v;
+                *a += g * (x[d].to_f64() - alpha * m[d]) / v;
             }
         }
         for (o, a) in out.iter_mut().zip(acc) {
-            *o = (sigma * a) as f32;
+            *o = T::from_f64(sigma * a);
         }
     }
 }
@@ -353,6 +360,16 @@ impl Denoiser for GaussianMixture {
     }
 
     fn forward(&self, x: &[f32], time: TimePoint, out: &mut [f32]) -> Result<()> {
+        self.forward_real(x, time, out)
+    }
+
+    fn forward_f64(&self, x: &[f64], time: TimePoint, out: &mut [f64]) -> Result<()> {
+        self.forward_real(x, time, out)
+    }
+}
+
+impl GaussianMixture {
+    fn forward_real<T: Real>(&self, x: &[T], time: TimePoint, out: &mut [T]) -> Result<()> {
         let d = self.dim;
         if time.sigma <= 0.0 {
             return Err(S3Error::Numerical(format!(
@@ -385,18 +402,18 @@ impl GaussianMixture {
     /// ‖x − αm_k‖² = ‖x‖² − 2α x·m_k + α²‖m_k‖² (exact enough in f64: the cancellation error
     /// ~1e-16·‖x‖² stays far below the smallest variance α²s² + σ²), then
     /// ε = σ [(Σ_k γ_k/v_k) x − α Σ_k (γ_k/v_k) m_k].
-    fn eps_isotropic_block(
+    fn eps_isotropic_block<T: Real>(
         &self,
-        x: &[f32],
+        x: &[T],
         alpha: f64,
         sigma: f64,
         stds: &[f64],
-        out: &mut [f32],
+        out: &mut [T],
     ) {
         let (d, k) = (self.dim, self.components());
         let n = x.len() / d;
         // Column i of these matrices is sample i (column-major storage = row-major batch).
-        let xm = DMatrix::<f64>::from_iterator(d, n, x.iter().map(|&v| v as f64));
+        let xm = DMatrix::<f64>::from_iterator(d, n, x.iter().map(|&v| v.to_f64()));
         let (means, means_t) = self.means_matrices();
         let mut g = means * &xm; // k × n: m_k · x_i
         let s2 = sigma * sigma;
@@ -431,7 +448,7 @@ impl GaussianMixture {
         let gm = means_t * &g; // d × n: Σ_k (γ_k/v_k) m_k
         for (i, o) in out.chunks_mut(d).enumerate() {
             for (j, oj) in o.iter_mut().enumerate() {
-                *oj = (sigma * (coef_x[i] * xm[(j, i)] - alpha * gm[(j, i)])) as f32;
+                *oj = T::from_f64(sigma * (coef_x[i] * xm[(j, i)] - alpha * gm[(j, i)]));
             }
         }
     }

@@ -44,14 +44,60 @@ pub trait Denoiser: Send + Sync {
 
     /// The raw model output for the batch `x` (`batch × dim` values) at `time`, into `out`.
     fn forward(&self, x: &[f32], time: TimePoint, out: &mut [f32]) -> Result<()>;
+
+    /// The same in f64, for high-precision verification runs. The default goes through
+    /// [`Denoiser::forward`] in f32; exact models override it.
+    fn forward_f64(&self, x: &[f64], time: TimePoint, out: &mut [f64]) -> Result<()> {
+        let xf: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+        let mut of = vec![0f32; out.len()];
+        self.forward(&xf, time, &mut of)?;
+        for (o, v) in out.iter_mut().zip(of) {
+            *o = v as f64;
+        }
+        Ok(())
+    }
+}
+
+/// The element types the sampler runs in: f32 for production, f64 for verification.
+pub trait Real: Copy + Send + Sync + PartialEq + std::fmt::Debug + 'static {
+    /// Widens to f64.
+    fn to_f64(self) -> f64;
+    /// Narrows from f64.
+    fn from_f64(v: f64) -> Self;
+    /// Calls the model's forward pass of this precision.
+    fn forward(model: &dyn Denoiser, x: &[Self], time: TimePoint, out: &mut [Self]) -> Result<()>;
+}
+
+impl Real for f32 {
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+    fn from_f64(v: f64) -> Self {
+        v as f32
+    }
+    fn forward(model: &dyn Denoiser, x: &[f32], time: TimePoint, out: &mut [f32]) -> Result<()> {
+        model.forward(x, time, out)
+    }
+}
+
+impl Real for f64 {
+    fn to_f64(self) -> f64 {
+        self
+    }
+    fn from_f64(v: f64) -> Self {
+        v
+    }
+    fn forward(model: &dyn Denoiser, x: &[f64], time: TimePoint, out: &mut [f64]) -> Result<()> {
+        model.forward_f64(x, time, out)
+    }
 }
 
 /// Converts a model output, in place, into the noise prediction ε at (x, time).
-pub fn output_to_eps(
+pub fn output_to_eps<T: Real>(
     param: Parameterization,
-    x: &[f32],
+    x: &[T],
     time: TimePoint,
-    out: &mut [f32],
+    out: &mut [T],
 ) -> Result<()> {
     let (a, s) = (time.alpha, time.sigma);
     match param {
@@ -63,15 +109,13 @@ pub fn output_to_eps(
                     time.t
                 )));
             }
-            let (a, inv_s) = (a as f32, (1.0 / s) as f32);
             for (o, &xi) in out.iter_mut().zip(x) {
-                *o = (xi - a * *o) * inv_s;
+                *o = T::from_f64((xi.to_f64() - a * o.to_f64()) / s);
             }
         }
         Parameterization::V => {
-            let (a, s) = (a as f32, s as f32);
             for (o, &xi) in out.iter_mut().zip(x) {
-                *o = a * *o + s * xi;
+                *o = T::from_f64(a * o.to_f64() + s * xi.to_f64());
             }
         }
     }
@@ -79,7 +123,12 @@ pub fn output_to_eps(
 }
 
 /// Evaluates ε(x, t) with any denoiser: the model call plus the output conversion.
-pub fn eval_eps(model: &dyn Denoiser, x: &[f32], time: TimePoint, out: &mut [f32]) -> Result<()> {
+pub fn eval_eps<T: Real>(
+    model: &dyn Denoiser,
+    x: &[T],
+    time: TimePoint,
+    out: &mut [T],
+) -> Result<()> {
     let dim = model.dim();
     if x.len() % dim != 0 || out.len() != x.len() {
         return Err(S3Error::Shape(format!(
@@ -88,7 +137,7 @@ pub fn eval_eps(model: &dyn Denoiser, x: &[f32], time: TimePoint, out: &mut [f32
             out.len()
         )));
     }
-    model.forward(x, time, out)?;
+    T::forward(model, x, time, out)?;
     output_to_eps(model.parameterization(), x, time, out)
 }
 

@@ -1,5 +1,5 @@
 //! A high-accuracy reference solve of the probability-flow ODE, independent of the USF update
-//! code: classical RK4 in λ on y = x/α, where dy/dλ = −e^{−λ} ε(α·y, t(λ)), with uniform
+//! code, in f64 (model calls included): classical RK4 in λ on y = x/α, where dy/dλ = −e^{−λ} ε(α·y, t(λ)), with uniform
 //! λ-steps doubled until two solves agree to the requested tolerance.
 
 use crate::error::{Result, S3Error};
@@ -22,7 +22,7 @@ pub struct ReferenceSolution {
 pub fn rk4_solve(
     model: &dyn Denoiser,
     ns: &NoiseSchedule,
-    x_start: &[f32],
+    x_start: &[f64],
     t_start: f64,
     t_end: f64,
     steps: usize,
@@ -37,16 +37,16 @@ pub fn rk4_solve(
     // y = x/α
     let mut y: Vec<f64> = {
         let a = ns.alpha(t_start);
-        x_start.iter().map(|&v| v as f64 / a).collect()
+        x_start.iter().map(|&v| v / a).collect()
     };
     let n = y.len();
-    let mut xin = vec![0f32; n];
-    let mut eps = vec![0f32; n];
+    let mut xin = vec![0f64; n];
+    let mut eps = vec![0f64; n];
     let mut f = |lambda: f64, y: &[f64], out: &mut Vec<f64>| -> Result<()> {
         let t = ns.t_of_lambda(lambda);
         let (a, s) = (ns.alpha(t), ns.sigma(t));
         for (xi, &yi) in xin.iter_mut().zip(y) {
-            *xi = (a * yi) as f32;
+            *xi = a * yi;
         }
         eval_eps(
             model,
@@ -60,7 +60,7 @@ pub fn rk4_solve(
         )?;
         let c = -(-lambda).exp();
         out.clear();
-        out.extend(eps.iter().map(|&e| c * e as f64));
+        out.extend(eps.iter().map(|&e| c * e));
         Ok(())
     };
     let (mut k1, mut k2, mut k3, mut k4) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -93,7 +93,7 @@ pub fn rk4_solve(
 pub fn reference_solve(
     model: &dyn Denoiser,
     ns: &NoiseSchedule,
-    x_start: &[f32],
+    x_start: &[f64],
     t_start: f64,
     t_end: f64,
     tol: f64,

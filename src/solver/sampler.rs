@@ -1,11 +1,12 @@
 //! The USF sampler: an interpreter of a [`SolverSchedule`]. It keeps a short history of
 //! (x, ε, x0) at visited times, plans each update in f64 (`update`) and applies it in one fused
-//! pass over preallocated f32 buffers.
+//! pass over preallocated buffers: f32 in production, f64 for verification runs
+//! ([`Sampler::sample_f64`]), where f32 rounding would hide high-order convergence.
 
 use super::schedule::{Afs, Prediction, SolverSchedule, Step};
 use super::update::{PointMeta, UpdatePlan, plan_update};
 use crate::error::{Result, S3Error};
-use crate::model::{Denoiser, TimePoint, eval_eps};
+use crate::model::{Denoiser, Real, TimePoint, eval_eps};
 use crate::noise::NoiseSchedule;
 use rayon::prelude::*;
 use std::collections::VecDeque;
@@ -17,25 +18,25 @@ pub const DEFAULT_SUB_BATCH: usize = 2048;
 pub struct Sampler<'a> {
     model: &'a dyn Denoiser,
     ns: &'a NoiseSchedule,
-    data_mean: Option<Vec<f32>>,
+    data_mean: Option<Vec<f64>>,
     sub_batch: usize,
 }
 
 /// What a run returns.
 #[derive(Debug, Clone)]
-pub struct SampleOutput {
+pub struct SampleOutput<T = f32> {
     /// Final samples, `batch × dim`.
-    pub samples: Vec<f32>,
+    pub samples: Vec<T>,
     /// Model calls made per sample (equals the schedule's NFE).
     pub nfe: usize,
 }
 
 /// One visited point: where it is, x there, and the model outputs there (if evaluated).
-struct Point {
+struct Point<T> {
     meta: PointMeta,
-    x: Vec<f32>,
-    eps: Vec<f32>,
-    x0: Vec<f32>,
+    x: Vec<T>,
+    eps: Vec<T>,
+    x0: Vec<T>,
 }
 
 impl<'a> Sampler<'a> {
@@ -50,7 +51,7 @@ impl<'a> Sampler<'a> {
     }
 
     /// Sets the data mean used by the `average_x0` analytical first step.
-    pub fn with_data_mean(mut self, mean: Vec<f32>) -> Self {
+    pub fn with_data_mean(mut self, mean: Vec<f64>) -> Self {
         self.data_mean = Some(mean);
         self
     }
@@ -91,6 +92,20 @@ impl<'a> Sampler<'a> {
     /// Runs `schedule` from the initial noise `x_t0` (`batch × dim`, drawn at t_0: for VP
     /// schedules x_T ~ N(0, I), for EDM x_T ~ N(0, T² I)).
     pub fn sample(&self, schedule: &SolverSchedule, x_t0: &[f32]) -> Result<SampleOutput> {
+        self.sample_real(schedule, x_t0)
+    }
+
+    /// [`Sampler::sample`] in f64 throughout (model calls included, where the model supports
+    /// it): for convergence and golden checks below f32 precision.
+    pub fn sample_f64(&self, schedule: &SolverSchedule, x_t0: &[f64]) -> Result<SampleOutput<f64>> {
+        self.sample_real(schedule, x_t0)
+    }
+
+    fn sample_real<T: Real>(
+        &self,
+        schedule: &SolverSchedule,
+        x_t0: &[T],
+    ) -> Result<SampleOutput<T>> {
         self.check(schedule)?;
         let dim = self.model.dim();
         if x_t0.is_empty() || x_t0.len() % dim != 0 {
@@ -115,7 +130,7 @@ impl<'a> Sampler<'a> {
         Ok(SampleOutput { samples, nfe })
     }
 
-    fn eval_model(&self, p: &mut Point) -> Result<()> {
+    fn eval_model<T: Real>(&self, p: &mut Point<T>) -> Result<()> {
         let m = p.meta;
         let time = TimePoint {
             t: m.t,
@@ -123,7 +138,7 @@ impl<'a> Sampler<'a> {
             sigma: m.sigma,
         };
         eval_eps(self.model, &p.x, time, &mut p.eps)?;
-        if let Some(i) = p.eps.iter().position(|v| !v.is_finite()) {
+        if let Some(i) = p.eps.iter().position(|v| !v.to_f64().is_finite()) {
             return Err(S3Error::Numerical(format!(
                 "the model returned a non-finite value at t = {} (element {i})",
                 m.t
@@ -133,12 +148,13 @@ impl<'a> Sampler<'a> {
         Ok(())
     }
 
-    fn run_batch(&self, schedule: &SolverSchedule, x_t0: &[f32]) -> Result<(Vec<f32>, usize)> {
+    fn run_batch<T: Real>(&self, schedule: &SolverSchedule, x_t0: &[T]) -> Result<(Vec<T>, usize)> {
         let len = x_t0.len();
         let depth = schedule.history_depth();
-        let mut pool: Vec<Vec<f32>> = Vec::new();
-        let take = |pool: &mut Vec<Vec<f32>>| pool.pop().unwrap_or_else(|| vec![0.0; len]);
-        let mut history: VecDeque<Point> = VecDeque::with_capacity(depth + 1);
+        let zero = T::from_f64(0.0);
+        let mut pool: Vec<Vec<T>> = Vec::new();
+        let take = |pool: &mut Vec<Vec<T>>| pool.pop().unwrap_or_else(|| vec![zero; len]);
+        let mut history: VecDeque<Point<T>> = VecDeque::with_capacity(depth + 1);
         let mut nfe = 0;
 
         let meta0 = PointMeta::at(self.ns, schedule.timesteps[0]);
@@ -154,20 +170,22 @@ impl<'a> Sampler<'a> {
                 nfe += 1;
             }
             Afs::ZeroX0 => {
-                first.x0.fill(0.0);
+                first.x0.fill(zero);
                 let inv = 1.0 / meta0.sigma;
                 for (e, &x) in first.eps.iter_mut().zip(&first.x) {
-                    *e = (x as f64 * inv) as f32;
+                    *e = T::from_f64(x.to_f64() * inv);
                 }
             }
             Afs::AverageX0 => {
                 let mean = self.data_mean.as_deref().expect("checked above");
-                for (o, m) in first.x0.chunks_mut(mean.len()).zip(std::iter::repeat(mean)) {
-                    o.copy_from_slice(m);
+                for o in first.x0.chunks_mut(mean.len()) {
+                    for (oi, &m) in o.iter_mut().zip(mean) {
+                        *oi = T::from_f64(m);
+                    }
                 }
                 let (a, inv) = (meta0.alpha, 1.0 / meta0.sigma);
                 for ((e, &x), &m) in first.eps.iter_mut().zip(&first.x).zip(&first.x0) {
-                    *e = ((x as f64 - a * m as f64) * inv) as f32;
+                    *e = T::from_f64((x.to_f64() - a * m.to_f64()) * inv);
                 }
             }
         }
@@ -222,12 +240,12 @@ impl<'a> Sampler<'a> {
     }
 
     /// Replaces the newest x by the pseudo-corrector's update from the point before it.
-    fn correct(
+    fn correct<T: Real>(
         &self,
-        history: &mut VecDeque<Point>,
+        history: &mut VecDeque<Point<T>>,
         step: &Step,
         corrector: &super::schedule::Corrector,
-        pool: &mut Vec<Vec<f32>>,
+        pool: &mut Vec<Vec<T>>,
     ) -> Result<()> {
         let metas: Vec<PointMeta> = history.iter().map(|p| p.meta).collect();
         let target = *metas.last().expect("non-empty");
@@ -240,7 +258,7 @@ impl<'a> Sampler<'a> {
             corrector.derivatives(),
         )?;
         let len = history.back().expect("non-empty").x.len();
-        let mut x_corr = pool.pop().unwrap_or_else(|| vec![0.0; len]);
+        let mut x_corr = pool.pop().unwrap_or_else(|| vec![T::from_f64(0.0); len]);
         apply(&plan, history, step.prediction, &mut x_corr);
         let newest = history.back_mut().expect("non-empty");
         let old = std::mem::replace(&mut newest.x, x_corr);
@@ -258,22 +276,27 @@ fn step_error(i: usize, e: S3Error) -> S3Error {
 }
 
 /// x0 = (x − σ ε)/α, element-wise.
-fn fill_x0(x0: &mut [f32], x: &[f32], eps: &[f32], alpha: f64, sigma: f64) {
+fn fill_x0<T: Real>(x0: &mut [T], x: &[T], eps: &[T], alpha: f64, sigma: f64) {
     let inv_a = 1.0 / alpha;
     for ((o, &xi), &e) in x0.iter_mut().zip(x).zip(eps) {
-        *o = ((xi as f64 - sigma * e as f64) * inv_a) as f32;
+        *o = T::from_f64((xi.to_f64() - sigma * e.to_f64()) * inv_a);
     }
 }
 
 /// Applies a plan: out = c·x_s + Σ w_j F_j with F the ε or x0 history of `prediction`.
-fn apply(plan: &UpdatePlan, history: &VecDeque<Point>, prediction: Prediction, out: &mut [f32]) {
-    fn model_of(p: &Point, prediction: Prediction) -> &[f32] {
+fn apply<T: Real>(
+    plan: &UpdatePlan,
+    history: &VecDeque<Point<T>>,
+    prediction: Prediction,
+    out: &mut [T],
+) {
+    fn model_of<T>(p: &Point<T>, prediction: Prediction) -> &[T] {
         match prediction {
             Prediction::Noise => &p.eps,
             Prediction::Data => &p.x0,
         }
     }
-    let mut terms: Vec<(f64, &[f32])> = Vec::with_capacity(plan.model_terms.len() + 1);
+    let mut terms: Vec<(f64, &[T])> = Vec::with_capacity(plan.model_terms.len() + 1);
     terms.push((plan.x_coef, &history[plan.start].x));
     for &(slot, w) in &plan.model_terms {
         terms.push((w, model_of(&history[slot], prediction)));
@@ -281,26 +304,26 @@ fn apply(plan: &UpdatePlan, history: &VecDeque<Point>, prediction: Prediction, o
     combine_into(out, &terms);
 }
 
-/// out = Σ_k w_k · src_k over equally long buffers, accumulated in f64 and written as f32.
+/// out = Σ_k w_k · src_k over equally long buffers, accumulated in f64 and stored as T.
 /// Works block by block so every source is streamed from memory once; parallel for large
 /// buffers.
-pub fn combine_into(out: &mut [f32], terms: &[(f64, &[f32])]) {
+pub fn combine_into<T: Real>(out: &mut [T], terms: &[(f64, &[T])]) {
     const BLOCK: usize = 2048;
-    let block = |(bi, o): (usize, &mut [f32])| {
+    let block = |(bi, o): (usize, &mut [T])| {
         let base = bi * BLOCK;
         let mut acc = [0.0f64; BLOCK];
         let acc = &mut acc[..o.len()];
         let (w0, s0) = terms[0];
         for (a, &v) in acc.iter_mut().zip(&s0[base..base + o.len()]) {
-            *a = w0 * v as f64;
+            *a = w0 * v.to_f64();
         }
         for &(w, s) in &terms[1..] {
             for (a, &v) in acc.iter_mut().zip(&s[base..base + o.len()]) {
-                *a += w * v as f64;
+                *a += w * v.to_f64();
             }
         }
         for (o, &a) in o.iter_mut().zip(acc.iter()) {
-            *o = a as f32;
+            *o = T::from_f64(a);
         }
     };
     if out.len() >= 1 << 16 {
