@@ -6,11 +6,10 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum S3Error {
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A JSON document is malformed or does not have the expected shape.
     #[error("{path}: {message}")]
@@ -51,7 +50,7 @@ impl S3Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         S3Error::Io {
             path: path.into(),
-            source,
+            error: source,
         }
     }
 

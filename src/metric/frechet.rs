@@ -25,7 +25,7 @@ impl Moments {
     /// Mean and unbiased covariance (divisor n − 1, as `np.cov`) of `n × d` row-major rows.
     pub fn from_rows(rows: &[f64], d: usize) -> Result<Self> {
         let n = rows.len() / d;
-        if n < 2 || rows.len() % d != 0 {
+        if n < 2 || !rows.len().is_multiple_of(d) {
             return Err(S3Error::Shape(format!(
                 "statistics need at least 2 feature vectors of length {d}, got {} values",
                 rows.len()

@@ -130,7 +130,7 @@ pub fn eval_eps<T: Real>(
     out: &mut [T],
 ) -> Result<()> {
     let dim = model.dim();
-    if x.len() % dim != 0 || out.len() != x.len() {
+    if !x.len().is_multiple_of(dim) || out.len() != x.len() {
         return Err(S3Error::Shape(format!(
             "model expects batches of {dim}-value samples; got {} input and {} output values",
             x.len(),

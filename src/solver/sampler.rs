@@ -108,7 +108,7 @@ impl<'a> Sampler<'a> {
     ) -> Result<SampleOutput<T>> {
         self.check(schedule)?;
         let dim = self.model.dim();
-        if x_t0.is_empty() || x_t0.len() % dim != 0 {
+        if x_t0.is_empty() || !x_t0.len().is_multiple_of(dim) {
             return Err(S3Error::Shape(format!(
                 "initial noise has {} values; expected a positive multiple of the sample size {dim}",
                 x_t0.len()
