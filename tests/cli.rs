@@ -15,7 +15,11 @@ fn s3(args: &[&str]) -> Output {
 fn fails(args: &[&str]) -> String {
     let out = s3(args);
     let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(out.status.code(), Some(1), "expected exit 1 for {args:?}; stderr: {err}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "expected exit 1 for {args:?}; stderr: {err}"
+    );
     assert!(err.starts_with("Error: "), "{err}");
     assert!(!err.contains("panicked"), "{err}");
     err
@@ -35,7 +39,17 @@ fn ok(args: &[&str]) -> String {
 /// logSNR one.
 fn emitted(dir: &Path) -> PathBuf {
     let d = dir.to_str().unwrap();
-    ok(&["baselines", "--dataset", "toy2d", "--nfe", "4", "--samples", "200", "--emit", d]);
+    ok(&[
+        "baselines",
+        "--dataset",
+        "toy2d",
+        "--nfe",
+        "4",
+        "--samples",
+        "200",
+        "--emit",
+        d,
+    ]);
     let p = dir.join("dpm-solver++-2M_logsnr.json");
     assert!(p.exists(), "missing {}", p.display());
     p
@@ -53,23 +67,57 @@ fn schedule_json(dir: &Path) -> serde_json::Value {
 
 #[test]
 fn baselines_table_lists_every_solver_and_spacing_best_first() {
-    let out = ok(&["baselines", "--dataset", "toy2d", "--nfe", "5", "--samples", "300", "--json"]);
+    let out = ok(&[
+        "baselines",
+        "--dataset",
+        "toy2d",
+        "--nfe",
+        "5",
+        "--samples",
+        "300",
+        "--json",
+    ]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let rows = v["results"].as_array().unwrap();
-    assert_eq!(rows.len(), 9 * 4, "9 solvers × 4 spacings for a continuous schedule");
+    assert_eq!(
+        rows.len(),
+        9 * 4,
+        "9 solvers × 4 spacings for a continuous schedule"
+    );
     let values: Vec<f64> = rows.iter().map(|r| r["value"].as_f64().unwrap()).collect();
-    assert!(values.windows(2).all(|w| w[0] <= w[1]), "sorted best first: {values:?}");
+    assert!(
+        values.windows(2).all(|w| w[0] <= w[1]),
+        "sorted best first: {values:?}"
+    );
     assert!(v["floor"].as_f64().unwrap() > 0.0);
     // The text form is a table with a header.
-    let text = ok(&["baselines", "--dataset", "toy2d", "--nfe", "5", "--samples", "300"]);
+    let text = ok(&[
+        "baselines",
+        "--dataset",
+        "toy2d",
+        "--nfe",
+        "5",
+        "--samples",
+        "300",
+    ]);
     assert!(text.contains("rank") && text.contains("dpm-solver++(3M)") && text.contains("logsnr"));
 }
 
 #[test]
 fn discrete_schedule_adds_diffusers_spacings() {
     let out = ok(&[
-        "baselines", "--dataset", "toy2d", "--nfe", "5", "--samples", "200", "--noise-schedule",
-        "vp-discrete", "--betas", "scaled_linear", "--json",
+        "baselines",
+        "--dataset",
+        "toy2d",
+        "--nfe",
+        "5",
+        "--samples",
+        "200",
+        "--noise-schedule",
+        "vp-discrete",
+        "--betas",
+        "scaled_linear",
+        "--json",
     ]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["results"].as_array().unwrap().len(), 9 * 7);
@@ -84,8 +132,17 @@ fn sample_and_eval_run_an_emitted_schedule() {
     let out = dir.path().join("x.npy");
     let png = dir.path().join("x.png");
     ok(&[
-        "sample", "--dataset", "toy2d", "--schedule", sched, "--samples", "50", "--out",
-        out.to_str().unwrap(), "--grid", png.to_str().unwrap(),
+        "sample",
+        "--dataset",
+        "toy2d",
+        "--schedule",
+        sched,
+        "--samples",
+        "50",
+        "--out",
+        out.to_str().unwrap(),
+        "--grid",
+        png.to_str().unwrap(),
     ]);
     let x = s3::io::npy::read_samples(&out, &[2]).unwrap();
     assert_eq!(x.count, 50);
@@ -95,12 +152,26 @@ fn sample_and_eval_run_an_emitted_schedule() {
     s3::io::npy::write_samples(&noise, &s3::metric::standard_noise(50, 2, 0), &[2]).unwrap();
     let out2 = dir.path().join("x2.npy");
     ok(&[
-        "sample", "--dataset", "toy2d", "--schedule", sched, "--noise", noise.to_str().unwrap(),
-        "--out", out2.to_str().unwrap(),
+        "sample",
+        "--dataset",
+        "toy2d",
+        "--schedule",
+        sched,
+        "--noise",
+        noise.to_str().unwrap(),
+        "--out",
+        out2.to_str().unwrap(),
     ]);
     assert_eq!(s3::io::npy::read_samples(&out2, &[2]).unwrap().data, x.data);
     let v: serde_json::Value = serde_json::from_str(&ok(&[
-        "eval", "--dataset", "toy2d", "--schedule", sched, "--samples", "300", "--json",
+        "eval",
+        "--dataset",
+        "toy2d",
+        "--schedule",
+        sched,
+        "--samples",
+        "300",
+        "--json",
     ]))
     .unwrap();
     assert_eq!(v["nfe"], 4);
@@ -115,8 +186,15 @@ fn digits_grid_is_a_picture() {
     let sched = dir.path().join("unipc-bh2-3_time-quadratic.json");
     let png = dir.path().join("digits.png");
     ok(&[
-        "sample", "--schedule", sched.to_str().unwrap(), "--samples", "16", "--out",
-        dir.path().join("d.npy").to_str().unwrap(), "--grid", png.to_str().unwrap(),
+        "sample",
+        "--schedule",
+        sched.to_str().unwrap(),
+        "--samples",
+        "16",
+        "--out",
+        dir.path().join("d.npy").to_str().unwrap(),
+        "--grid",
+        png.to_str().unwrap(),
     ]);
     let bytes = std::fs::read(&png).unwrap();
     assert_eq!(&bytes[1..4], b"PNG");
@@ -127,7 +205,10 @@ fn malformed_schedule_json_names_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let p = write(dir.path(), "bad.json", "{\"format\": \"s3-schedule\", ");
     let err = fails(&["eval", "--dataset", "toy2d", "--schedule", &p]);
-    assert!(err.contains("bad.json") && err.contains("--schedule"), "{err}");
+    assert!(
+        err.contains("bad.json") && err.contains("--schedule"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -145,7 +226,8 @@ fn schedule_rule_violations_name_the_field_or_step() {
             "order.json",
             Box::new(|v| {
                 v["steps"][1]["order"] = serde_json::json!(3);
-                v["steps"][1]["derivatives"] = serde_json::json!([{"points": [-2]}, {"points": [-2, -3]}]);
+                v["steps"][1]["derivatives"] =
+                    serde_json::json!([{"points": [-2]}, {"points": [-2, -3]}]);
             }),
             "step 1: order 3 needs 3 history points",
         ),
@@ -154,7 +236,11 @@ fn schedule_rule_violations_name_the_field_or_step() {
             Box::new(|v| v["steps"][2]["derivatives"][0]["points"] = serde_json::json!([-4])),
             "point -4 is not in the history",
         ),
-        ("nfe.json", Box::new(|v| v["nfe"] = serde_json::json!(7)), "field `nfe` is 7"),
+        (
+            "nfe.json",
+            Box::new(|v| v["nfe"] = serde_json::json!(7)),
+            "field `nfe` is 7",
+        ),
         (
             "unknown.json",
             Box::new(|v| v["steps"][0]["ordr"] = serde_json::json!(1)),
@@ -179,7 +265,10 @@ fn schedule_rule_violations_name_the_field_or_step() {
         edit(&mut v);
         let p = write(dir.path(), name, &v.to_string());
         let err = fails(&["eval", "--dataset", "toy2d", "--schedule", &p]);
-        assert!(err.contains(name) && err.contains(expected), "{name}: {err}");
+        assert!(
+            err.contains(name) && err.contains(expected),
+            "{name}: {err}"
+        );
     }
 }
 
@@ -188,20 +277,62 @@ fn inconsistent_mixture_files_name_the_field() {
     let dir = tempfile::tempdir().unwrap();
     let sched = emitted(dir.path());
     let cases = [
-        ("w.json", r#"{"shape":[2],"weights":[0.7,0.7],"means":[[0,0],[1,1]],"stds":[1,1]}"#, "weights"),
-        ("m.json", r#"{"shape":[2],"weights":[1.0],"means":[[0,0,1]],"stds":[1]}"#, "means[0] has 3 values"),
-        ("s.json", r#"{"shape":[2],"weights":[1.0],"means":[[0,0]],"stds":[0]}"#, "stds"),
-        ("x.json", r#"{"shape":[2],"weights":[1.0],"means":[[0,0]],"stds":[1],"sigma":1}"#, "unknown field `sigma`"),
-        ("n.json", r#"{"shape":[2],"weights":[1.0],"means":[[0,0]],"stds":[1],"noise_schedule":"vp-quad"}"#, "noise_schedule"),
-        ("j.json", r#"{"shape":[2],"weights":[1.0],"#, "not a valid mixture file"),
+        (
+            "w.json",
+            r#"{"shape":[2],"weights":[0.7,0.7],"means":[[0,0],[1,1]],"stds":[1,1]}"#,
+            "weights",
+        ),
+        (
+            "m.json",
+            r#"{"shape":[2],"weights":[1.0],"means":[[0,0,1]],"stds":[1]}"#,
+            "means[0] has 3 values",
+        ),
+        (
+            "s.json",
+            r#"{"shape":[2],"weights":[1.0],"means":[[0,0]],"stds":[0]}"#,
+            "stds",
+        ),
+        (
+            "x.json",
+            r#"{"shape":[2],"weights":[1.0],"means":[[0,0]],"stds":[1],"sigma":1}"#,
+            "unknown field `sigma`",
+        ),
+        (
+            "n.json",
+            r#"{"shape":[2],"weights":[1.0],"means":[[0,0]],"stds":[1],"noise_schedule":"vp-quad"}"#,
+            "noise_schedule",
+        ),
+        (
+            "j.json",
+            r#"{"shape":[2],"weights":[1.0],"#,
+            "not a valid mixture file",
+        ),
     ];
     for (name, text, expected) in cases {
         let p = write(dir.path(), name, text);
-        let err = fails(&["eval", "--dataset", &p, "--schedule", sched.to_str().unwrap()]);
-        assert!(err.contains(name) && err.contains(expected), "{name}: {err}");
+        let err = fails(&[
+            "eval",
+            "--dataset",
+            &p,
+            "--schedule",
+            sched.to_str().unwrap(),
+        ]);
+        assert!(
+            err.contains(name) && err.contains(expected),
+            "{name}: {err}"
+        );
     }
-    let err = fails(&["eval", "--dataset", "cifar11", "--schedule", sched.to_str().unwrap()]);
-    assert!(err.contains("cifar11") && err.contains("digits, toy2d, gmm32"), "{err}");
+    let err = fails(&[
+        "eval",
+        "--dataset",
+        "cifar11",
+        "--schedule",
+        sched.to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains("cifar11") && err.contains("digits, toy2d, gmm32"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -215,16 +346,65 @@ fn bad_noise_files_name_the_file_and_problem() {
     z[7] = f32::NAN;
     let nan = dir.path().join("nan.npy");
     s3::io::npy::write_samples(&nan, &z, &[2]).unwrap();
-    let err = fails(&["sample", "--dataset", "toy2d", "--schedule", sched, "--noise", nan.to_str().unwrap(), "--out", out]);
-    assert!(err.contains("nan.npy") && err.contains("[3, 1]") && err.contains("finite"), "{err}");
+    let err = fails(&[
+        "sample",
+        "--dataset",
+        "toy2d",
+        "--schedule",
+        sched,
+        "--noise",
+        nan.to_str().unwrap(),
+        "--out",
+        out,
+    ]);
+    assert!(
+        err.contains("nan.npy") && err.contains("[3, 1]") && err.contains("finite"),
+        "{err}"
+    );
     let wrong = dir.path().join("wrong.npy");
     s3::io::npy::write_samples(&wrong, &[0.0; 12], &[3]).unwrap();
-    let err = fails(&["sample", "--dataset", "toy2d", "--schedule", sched, "--noise", wrong.to_str().unwrap(), "--out", out]);
-    assert!(err.contains("wrong.npy") && err.contains("[4, 3]") && err.contains("expected [n, 2]"), "{err}");
+    let err = fails(&[
+        "sample",
+        "--dataset",
+        "toy2d",
+        "--schedule",
+        sched,
+        "--noise",
+        wrong.to_str().unwrap(),
+        "--out",
+        out,
+    ]);
+    assert!(
+        err.contains("wrong.npy") && err.contains("[4, 3]") && err.contains("expected [n, 2]"),
+        "{err}"
+    );
     let text = write(dir.path(), "text.npy", "not numpy");
-    let err = fails(&["sample", "--dataset", "toy2d", "--schedule", sched, "--noise", &text, "--out", out]);
-    assert!(err.contains("text.npy") && err.contains("not a .npy file"), "{err}");
-    let err = fails(&["sample", "--dataset", "toy2d", "--schedule", sched, "--noise", "/nonexistent/z.npy", "--out", out]);
+    let err = fails(&[
+        "sample",
+        "--dataset",
+        "toy2d",
+        "--schedule",
+        sched,
+        "--noise",
+        &text,
+        "--out",
+        out,
+    ]);
+    assert!(
+        err.contains("text.npy") && err.contains("not a .npy file"),
+        "{err}"
+    );
+    let err = fails(&[
+        "sample",
+        "--dataset",
+        "toy2d",
+        "--schedule",
+        sched,
+        "--noise",
+        "/nonexistent/z.npy",
+        "--out",
+        out,
+    ]);
     assert!(err.contains("/nonexistent/z.npy"), "{err}");
 }
 
@@ -233,9 +413,15 @@ fn bad_flags_are_clear_errors() {
     let err = fails(&["baselines", "--nfe", "0"]);
     assert!(err.contains("--nfe"), "{err}");
     let err = fails(&["baselines", "--nfe", "3", "--noise-schedule", "vp-square"]);
-    assert!(err.contains("--noise-schedule") && err.contains("vp-square"), "{err}");
+    assert!(
+        err.contains("--noise-schedule") && err.contains("vp-square"),
+        "{err}"
+    );
     let err = fails(&["baselines", "--nfe", "3", "--betas", "linear"]);
-    assert!(err.contains("--betas applies only to --noise-schedule vp-discrete"), "{err}");
+    assert!(
+        err.contains("--betas applies only to --noise-schedule vp-discrete"),
+        "{err}"
+    );
     let err = fails(&["baselines", "--nfe", "3", "--metric", "fid"]);
     assert!(err.contains("--metric") && err.contains("fid"), "{err}");
 }
