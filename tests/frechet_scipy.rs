@@ -14,7 +14,7 @@ fn vec1(v: &Value) -> Vec<f64> {
 }
 
 fn mat(v: &Value) -> Vec<f64> {
-    v.as_array().unwrap().iter().flat_map(|r| vec1(r)).collect()
+    v.as_array().unwrap().iter().flat_map(vec1).collect()
 }
 
 #[test]

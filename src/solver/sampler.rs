@@ -138,7 +138,7 @@ impl<'a> Sampler<'a> {
             sigma: m.sigma,
         };
         eval_eps(self.model, &p.x, time, &mut p.eps)?;
-        if let Some(i) = p.eps.iter().position(|v| !v.to_f64().is_finite()) {
+        if let Some(i) = p.eps.par_iter().position_any(|v| !v.to_f64().is_finite()) {
             return Err(S3Error::Numerical(format!(
                 "the model returned a non-finite value at t = {} (element {i})",
                 m.t
@@ -277,10 +277,15 @@ fn step_error(i: usize, e: S3Error) -> S3Error {
 
 /// x0 = (x − σ ε)/α, element-wise.
 fn fill_x0<T: Real>(x0: &mut [T], x: &[T], eps: &[T], alpha: f64, sigma: f64) {
+    const BLOCK: usize = 1 << 14;
     let inv_a = 1.0 / alpha;
-    for ((o, &xi), &e) in x0.iter_mut().zip(x).zip(eps) {
-        *o = T::from_f64((xi.to_f64() - sigma * e.to_f64()) * inv_a);
-    }
+    x0.par_chunks_mut(BLOCK)
+        .zip(x.par_chunks(BLOCK).zip(eps.par_chunks(BLOCK)))
+        .for_each(|(o, (x, e))| {
+            for ((o, &xi), &ei) in o.iter_mut().zip(x).zip(e) {
+                *o = T::from_f64((xi.to_f64() - sigma * ei.to_f64()) * inv_a);
+            }
+        });
 }
 
 /// Applies a plan: out = c·x_s + Σ w_j F_j with F the ε or x0 history of `prediction`.
