@@ -17,26 +17,11 @@ pub const DIGITS_STD: f64 = 0.01;
 /// tiny std, pixels mapped from 0..16 to [−1, 1]. Metric: Fréchet distance on raw pixels
 /// over 5000 samples (at 1000 the FD's sampling noise, ~0.14, hides the solvers' differences).
 pub fn digits() -> Dataset {
-    let n = DIGITS_U8.len() / 64;
     let means: Vec<Vec<f64>> = DIGITS_U8
         .chunks(64)
         .map(|img| img.iter().map(|&p| p as f64 / 8.0 - 1.0).collect())
         .collect();
-    let mixture = GaussianMixture::new(
-        "digits",
-        vec![1, 8, 8],
-        vec![1.0 / n as f64; n],
-        means,
-        Stds::Isotropic(vec![DIGITS_STD; n]),
-    )
-    .expect("embedded digits are valid");
-    Dataset {
-        name: "digits".into(),
-        mixture,
-        noise: NoiseScheduleSpec::new(NoiseScheduleName::VpLinear),
-        metric: MetricKind::Fd,
-        samples: 5000,
-    }
+    equal_weights("digits", vec![1, 8, 8], means, DIGITS_STD, 5000)
 }
 
 /// `toy2d`: 8 equal Gaussians (std 0.1) on the unit circle.
@@ -48,21 +33,7 @@ pub fn toy2d() -> Dataset {
             vec![a.cos(), a.sin()]
         })
         .collect();
-    let mixture = GaussianMixture::new(
-        "toy2d",
-        vec![2],
-        vec![1.0 / k as f64; k],
-        means,
-        Stds::Isotropic(vec![0.1; k]),
-    )
-    .expect("toy2d is valid");
-    Dataset {
-        name: "toy2d".into(),
-        mixture,
-        noise: NoiseScheduleSpec::new(NoiseScheduleName::VpLinear),
-        metric: MetricKind::Fd,
-        samples: 2000,
-    }
+    equal_weights("toy2d", vec![2], means, 0.1, 2000)
 }
 
 /// `gmm32`: 3×32×32 images, 10 equal components whose means are smooth random fields (sums
@@ -103,19 +74,32 @@ pub fn gmm32() -> Dataset {
             m
         })
         .collect();
+    equal_weights("gmm32", vec![c, h, w], means, 0.05, 1000)
+}
+
+/// A preset of equally weighted isotropic components under `vp-linear`, measured by FD on
+/// `samples` samples.
+fn equal_weights(
+    name: &str,
+    shape: Vec<usize>,
+    means: Vec<Vec<f64>>,
+    std: f64,
+    samples: usize,
+) -> Dataset {
+    let k = means.len();
     let mixture = GaussianMixture::new(
-        "gmm32",
-        vec![c, h, w],
+        name,
+        shape,
         vec![1.0 / k as f64; k],
         means,
-        Stds::Isotropic(vec![0.05; k]),
+        Stds::Isotropic(vec![std; k]),
     )
-    .expect("gmm32 is valid");
+    .expect("built-in presets are valid");
     Dataset {
-        name: "gmm32".into(),
+        name: name.into(),
         mixture,
         noise: NoiseScheduleSpec::new(NoiseScheduleName::VpLinear),
         metric: MetricKind::Fd,
-        samples: 1000,
+        samples,
     }
 }
