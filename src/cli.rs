@@ -4,7 +4,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use s3::dataset::Dataset;
 use s3::io::{grid, npy};
-use s3::metric::{Evaluator, MetricKind, prior_std, standard_noise};
+use s3::metric::{Evaluator, Floor, MetricKind, prior_std, standard_noise};
 use s3::model::Denoiser;
 use s3::noise::{BetaSchedule, NoiseSchedule, NoiseScheduleName};
 use s3::solver::{ClassicSolver, Prediction, SolverSchedule, Spacing};
@@ -206,7 +206,7 @@ struct EvalReport<'a> {
     schedule: String,
     metric: &'static str,
     value: f64,
-    floor: f64,
+    floor: Floor,
     nfe: usize,
     samples: usize,
     seed: u64,
@@ -237,7 +237,7 @@ fn eval(a: EvalArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "{}: {} = {:.6} at NFE {} ({} samples, seed {}; floor with exact samples {:.6})",
+            "{}: {} = {:.6} at NFE {} ({} samples, seed {}; exact samples read {})",
             report.schedule,
             report.metric,
             report.value,
@@ -267,7 +267,7 @@ struct BaselinesReport<'a> {
     metric: &'static str,
     samples: usize,
     seed: u64,
-    floor: f64,
+    floor: Floor,
     results: Vec<BaselineRow>,
 }
 
@@ -370,7 +370,7 @@ fn baselines(a: BaselinesArgs) -> Result<()> {
         report.seed
     );
     println!(
-        "Floor ({} of exact data samples): {:.6}\n",
+        "Floor ({} of exact data samples, same count): {}\n",
         report.metric, floor
     );
     println!(

@@ -76,6 +76,31 @@ pub fn prior_std(ns: &NoiseSchedule, t0: f64) -> f64 {
     if ns.is_vp() { 1.0 } else { ns.sigma(t0) }
 }
 
+/// How many independent exact-sample sets the FD floor averages.
+pub const FLOOR_DRAWS: usize = 5;
+
+/// The metric on exact samples: mean and spread over independent draws.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Floor {
+    pub mean: f64,
+    pub std: f64,
+    pub draws: usize,
+}
+
+impl std::fmt::Display for Floor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.draws == 0 {
+            write!(f, "{:.6} (exact)", self.mean)
+        } else {
+            write!(
+                f,
+                "{:.6} ± {:.6} (mean ± std over {} draws)",
+                self.mean, self.std, self.draws
+            )
+        }
+    }
+}
+
 /// One metric value.
 #[derive(Debug, Clone, Serialize)]
 pub struct Evaluation {
@@ -217,16 +242,36 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    /// The metric's floor: for FD, the FD of `n` exact data draws (seeded from the noise
-    /// seed); for MSE, 0 (the reference itself; its own error is below [`REFERENCE_TOL`]).
-    pub fn floor(&self) -> Result<f64> {
+    /// The metric's floor: what exact samples read with the same sample count. For FD, the
+    /// mean and standard deviation over [`FLOOR_DRAWS`] independent sets of `n` exact data
+    /// draws (seeded from the noise seed), so a reader sees both the bias and the noise of
+    /// the estimator; for MSE, exactly 0 (the reference itself; its own error is below
+    /// [`REFERENCE_TOL`]).
+    pub fn floor(&self) -> Result<Floor> {
         match self.kind {
             MetricKind::Fd => {
-                let mut rng = StdRng::seed_from_u64(self.seed ^ 0x5eed_f100_u64);
-                let x = self.dataset.mixture.sample_data(self.n, &mut rng);
-                self.value_of(&x)
+                let values = (0..FLOOR_DRAWS)
+                    .map(|i| {
+                        let mut rng =
+                            StdRng::seed_from_u64(self.seed ^ (0x5eed_f100_u64 + i as u64));
+                        let x = self.dataset.mixture.sample_data(self.n, &mut rng);
+                        self.value_of(&x)
+                    })
+                    .collect::<Result<Vec<f64>>>()?;
+                let mean = values.iter().sum::<f64>() / values.len() as f64;
+                let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>()
+                    / (values.len() - 1) as f64;
+                Ok(Floor {
+                    mean,
+                    std: var.sqrt(),
+                    draws: FLOOR_DRAWS,
+                })
             }
-            MetricKind::Mse => Ok(0.0),
+            MetricKind::Mse => Ok(Floor {
+                mean: 0.0,
+                std: 0.0,
+                draws: 0,
+            }),
         }
     }
 
