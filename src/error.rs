@@ -40,6 +40,12 @@ pub enum S3Error {
     /// A numerical failure (non-finite values, singular system).
     #[error("numerical error: {0}")]
     Numerical(String),
+    /// The result store could not be opened, read or written.
+    #[error("store {path}: {message}")]
+    Store { path: PathBuf, message: String },
+    /// The learned predictor failed (training, inference, weights I/O).
+    #[error("predictor: {0}")]
+    Predictor(String),
 }
 
 /// Result alias for the library.

@@ -5,10 +5,15 @@
 
 pub mod dataset;
 pub mod error;
+pub mod export;
 pub mod io;
 pub mod metric;
 pub mod model;
 pub mod noise;
+pub mod predictor;
+pub mod search;
 pub mod solver;
+pub mod space;
+pub mod store;
 
 pub use error::{Result, S3Error};

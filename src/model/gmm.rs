@@ -177,6 +177,31 @@ impl GaussianMixture {
         Self::new(context, shape, weights, means, stds)
     }
 
+    /// A stable fingerprint of the mixture's parameters (blake3, 16 hex digits): two
+    /// mixtures with the same identity define the same model.
+    pub fn identity(&self) -> String {
+        let mut h = blake3::Hasher::new();
+        for d in &self.shape {
+            h.update(&(*d as u64).to_le_bytes());
+        }
+        let floats = self
+            .weights
+            .iter()
+            .chain(&self.means)
+            .chain(match &self.stds {
+                Stds::Isotropic(s) | Stds::Diagonal(s) => s.iter(),
+            });
+        for v in floats {
+            h.update(&v.to_le_bytes());
+        }
+        h.update(if matches!(self.stds, Stds::Isotropic(_)) {
+            b"iso"
+        } else {
+            b"diag"
+        });
+        h.finalize().to_hex()[..16].to_string()
+    }
+
     /// The number of components K.
     pub fn components(&self) -> usize {
         self.weights.len()

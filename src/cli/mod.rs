@@ -1,4 +1,7 @@
-//! Command-line parsing and the commands: `sample`, `eval`, `baselines`.
+//! Command-line parsing and the commands: `sample`, `eval`, `baselines` here; `search`,
+//! `runs` and `export` in [`search`].
+
+mod search;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
@@ -35,24 +38,30 @@ enum Command {
     Eval(EvalArgs),
     /// Run every classic solver × time spacing at one NFE on the same noise and metric.
     Baselines(BaselinesArgs),
+    /// Search a per-step schedule that beats the classic solvers at one NFE (resumable).
+    Search(search::SearchArgs),
+    /// List or inspect search runs in a store.
+    Runs(search::RunsArgs),
+    /// Write a run's best schedule for s3, diffusers, k-diffusion or ComfyUI.
+    Export(search::ExportArgs),
 }
 
 /// The model and noise schedule a command runs.
 #[derive(Args)]
-struct ModelArgs {
+pub(crate) struct ModelArgs {
     /// Dataset preset (digits, toy2d, gmm32) or a mixture JSON file.
     #[arg(long, default_value = "digits")]
-    dataset: String,
+    pub(crate) dataset: String,
     /// Noise schedule: vp-linear, vp-discrete, vp-cosine, edm [default: the dataset's].
     #[arg(long)]
-    noise_schedule: Option<String>,
+    pub(crate) noise_schedule: Option<String>,
     /// Training betas for vp-discrete: linear, scaled_linear [default: the dataset's].
     #[arg(long)]
-    betas: Option<String>,
+    pub(crate) betas: Option<String>,
 }
 
 impl ModelArgs {
-    fn load(&self) -> Result<(Dataset, NoiseSchedule)> {
+    pub(crate) fn load(&self) -> Result<(Dataset, NoiseSchedule)> {
         let mut ds = Dataset::load(&self.dataset).context("--dataset")?;
         if let Some(n) = &self.noise_schedule {
             ds.noise.name = NoiseScheduleName::parse(n).context("--noise-schedule")?;
@@ -155,6 +164,9 @@ pub fn run() -> Result<()> {
         Command::Sample(a) => sample(a),
         Command::Eval(a) => eval(a),
         Command::Baselines(a) => baselines(a),
+        Command::Search(a) => search::search(a),
+        Command::Runs(a) => search::runs(a),
+        Command::Export(a) => search::export(a),
     }
 }
 
@@ -404,7 +416,7 @@ fn baselines(a: BaselinesArgs) -> Result<()> {
     Ok(())
 }
 
-fn slug(s: &str) -> String {
+pub(crate) fn slug(s: &str) -> String {
     s.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '+' {

@@ -1,0 +1,454 @@
+//! `s3 search`, `s3 runs` and `s3 export`.
+
+use super::ModelArgs;
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use s3::export::{ExportFormat, export as export_schedule};
+use s3::metric::MetricKind;
+use s3::search::{Event, SearchConfig, SearchRunner, StrategyKind, run_dir};
+use s3::solver::SolverSchedule;
+use s3::store::{Store, TrialStatus};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The default store directory when neither `--store` nor `S3_STORE` is given.
+pub const DEFAULT_STORE: &str = "s3-store";
+
+#[derive(Args)]
+pub struct StoreArg {
+    /// The result store directory [default: $S3_STORE, else ./s3-store].
+    #[arg(long)]
+    store: Option<PathBuf>,
+}
+
+impl StoreArg {
+    fn path(&self) -> PathBuf {
+        self.store
+            .clone()
+            .or_else(|| std::env::var_os("S3_STORE").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_STORE))
+    }
+
+    fn open(&self) -> Result<Store> {
+        let p = self.path();
+        Store::open(&p).with_context(|| format!("opening the store {}", p.display()))
+    }
+}
+
+#[derive(Args)]
+pub struct SearchArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Number of model calls of the schedules searched.
+    #[arg(long)]
+    nfe: Option<usize>,
+    /// Strategy: evolution (USF's search seeded with the classic solvers) or random.
+    #[arg(long, default_value = "evolution")]
+    strategy: String,
+    /// True-metric evaluations to spend.
+    #[arg(long, default_value_t = 200)]
+    budget: usize,
+    /// Seed of the search and of the evaluation noise.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Search space: usf, quick, or a space .json file.
+    #[arg(long, default_value = "usf")]
+    space: String,
+    /// Samples per evaluation during the search [default: the dataset's].
+    #[arg(long)]
+    samples: Option<usize>,
+    /// Samples of the final re-evaluation on other noise [default: twice --samples].
+    #[arg(long)]
+    final_samples: Option<usize>,
+    /// Candidates per stage.
+    #[arg(long, default_value_t = 20)]
+    stage_size: usize,
+    /// Metric: fd or mse [default: the dataset's].
+    #[arg(long)]
+    metric: Option<String>,
+    /// Continue the run RUN with its stored configuration.
+    #[arg(long, value_name = "RUN")]
+    resume: Option<String>,
+    /// Stop (resumably) after this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    max_time: Option<u64>,
+    /// Name the new run (default: dataset, NFE, strategy and time).
+    #[arg(long)]
+    run_id: Option<String>,
+    #[command(flatten)]
+    store: StoreArg,
+    /// Print only the final summary.
+    #[arg(long)]
+    quiet: bool,
+    /// Print machine-readable events, one JSON object per line.
+    #[arg(long)]
+    json: bool,
+}
+
+fn new_config(a: &SearchArgs) -> Result<SearchConfig> {
+    let Some(nfe) = a.nfe else {
+        bail!("--nfe is required for a new search (or give --resume RUN)");
+    };
+    let (ds, _) = a.model.load()?;
+    let samples = a.samples.unwrap_or(ds.samples);
+    let metric = match &a.metric {
+        Some(m) => MetricKind::parse(m).context("--metric")?,
+        None => ds.metric,
+    };
+    let space = s3::space::SearchSpace::load(&a.space).context("--space")?;
+    let ns = ds.noise.build();
+    s3::space::Candidates::new(&space, &ns, nfe).context("--space")?;
+    let space = if std::path::Path::new(&a.space).exists() {
+        std::fs::canonicalize(&a.space)?.display().to_string()
+    } else {
+        a.space.clone()
+    };
+    let dataset = if std::path::Path::new(&a.model.dataset).exists() {
+        std::fs::canonicalize(&a.model.dataset)?
+            .display()
+            .to_string()
+    } else {
+        a.model.dataset.clone()
+    };
+    let cfg = SearchConfig {
+        dataset,
+        noise: ds.noise,
+        nfe,
+        strategy: StrategyKind::parse(&a.strategy).context("--strategy")?,
+        space,
+        budget: a.budget,
+        seed: a.seed,
+        metric,
+        samples,
+        stage_size: a.stage_size,
+        final_top: 5,
+        final_samples: a.final_samples.unwrap_or(2 * samples),
+    };
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// Runs or resumes a search.
+pub fn search(a: SearchArgs) -> Result<()> {
+    let store = a.store.open()?;
+    let (run_id, config) = match &a.resume {
+        Some(id) => {
+            if a.nfe.is_some() || a.run_id.is_some() {
+                bail!(
+                    "--resume continues run {id} with its stored configuration; drop --nfe/--run-id"
+                );
+            }
+            let rec = store.run(id)?.with_context(|| {
+                format!("--resume: no run `{id}` in {}", store.path().display())
+            })?;
+            let cfg: SearchConfig = serde_json::from_value(rec.config)
+                .with_context(|| format!("run {id}: stored configuration"))?;
+            (id.clone(), cfg)
+        }
+        None => {
+            let cfg = new_config(&a)?;
+            let id = a.run_id.clone().unwrap_or_else(|| {
+                let secs = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                let ds = std::path::Path::new(&cfg.dataset)
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().to_string())
+                    .unwrap_or_default();
+                format!(
+                    "{}-nfe{}-{}-{secs}",
+                    super::slug(&ds),
+                    cfg.nfe,
+                    cfg.strategy.as_str()
+                )
+            });
+            store.create_run(&id, serde_json::to_value(&cfg)?)?;
+            (id, cfg)
+        }
+    };
+    let runner = SearchRunner::new(&store, &run_id, config.clone())?
+        .with_max_time(a.max_time.map(Duration::from_secs));
+    let text = !a.quiet && !a.json;
+    let bar = if text && std::io::stderr().is_terminal() {
+        let b = ProgressBar::new(config.budget as u64);
+        b.set_style(
+            ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} evaluations  {msg}  [{elapsed} < {eta}]",
+            )
+            .expect("valid template"),
+        );
+        Some(b)
+    } else {
+        None
+    };
+    let say = |line: String| match &bar {
+        Some(b) => b.println(line),
+        None => println!("{line}"),
+    };
+    let json = a.json;
+    let outcome = runner.run(&mut |e: &Event| {
+        if json {
+            println!("{}", serde_json::to_string(e).expect("events serialise"));
+            return;
+        }
+        if !text {
+            return;
+        }
+        match e {
+            Event::Started { run_id, resumed, evaluated, budget, recovered_trials } => {
+                if let Some(b) = &bar {
+                    b.set_position(*evaluated as u64);
+                }
+                say(format!(
+                    "{} run {run_id}: {evaluated}/{budget} evaluations done{}",
+                    if *resumed { "resuming" } else { "starting" },
+                    if *recovered_trials > 0 {
+                        format!(" ({recovered_trials} interrupted trials marked failed)")
+                    } else {
+                        String::new()
+                    }
+                ))
+            }
+            Event::Baselines { best_classic, value } => {
+                say(format!("best classic solver: {best_classic} = {value:.6}"))
+            }
+            Event::Trial { evaluated, best, .. } => {
+                if let Some(b) = &bar {
+                    b.set_position(*evaluated as u64);
+                    if let Some(v) = best {
+                        b.set_message(format!("best {v:.6}"));
+                    }
+                }
+            }
+            Event::Stage { stage, evaluated, budget, best, best_classic, elapsed_s, eta_s } => {
+                let ratio = match (best, best_classic) {
+                    (Some(b), Some(c)) if *b > 0.0 => format!(" (best classic {c:.6}, ×{:.2})", c / b),
+                    _ => String::new(),
+                };
+                say(format!(
+                    "stage {stage}: {evaluated}/{budget} evaluated, best {}{ratio}, {elapsed_s:.0} s{}",
+                    best.map_or("-".into(), |b| format!("{b:.6}")),
+                    eta_s.map_or(String::new(), |t| format!(", ~{t:.0} s left"))
+                ))
+            }
+            Event::Stopped { reason, .. } => say(format!("stopped: {reason}")),
+            Event::Final { .. } => {}
+        }
+    })?;
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string(&serde_json::json!({"event": "outcome", "outcome": outcome}))?
+        );
+        return Ok(());
+    }
+    let dir = run_dir(store.path(), &run_id);
+    if !outcome.completed {
+        println!(
+            "run {run_id} paused after {} evaluations; continue with: s3 search --resume {run_id}",
+            outcome.evaluated
+        );
+        return Ok(());
+    }
+    println!(
+        "\nrun {run_id}: final ranking on {} samples with other noise (seed {}):",
+        config.final_samples,
+        config.seed + 1
+    );
+    for (label, v) in &outcome.final_ranking {
+        println!("  {v:>12.6}  {label}");
+    }
+    let searched = outcome
+        .final_ranking
+        .iter()
+        .find(|r| r.0.starts_with("searched"));
+    let classic = outcome
+        .final_ranking
+        .iter()
+        .find(|r| r.0.starts_with("classic"));
+    if let (Some(s), Some(c)) = (searched, classic)
+        && s.1 > 0.0
+    {
+        println!(
+            "best searched vs best classic: ×{:.2} lower {}",
+            c.1 / s.1,
+            config.metric.as_str()
+        );
+    }
+    println!("best schedule: {}", dir.join("best.json").display());
+    println!(
+        "export it with: s3 export {run_id} --format diffusers   (or s3, k-diffusion, comfyui)"
+    );
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct RunsArgs {
+    #[command(subcommand)]
+    command: RunsCommand,
+}
+
+#[derive(Subcommand)]
+enum RunsCommand {
+    /// Every run in the store.
+    List {
+        #[command(flatten)]
+        store: StoreArg,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One run: configuration, progress, best schedule, top trials.
+    Show {
+        run: String,
+        #[command(flatten)]
+        store: StoreArg,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `s3 runs list|show`.
+pub fn runs(a: RunsArgs) -> Result<()> {
+    match a.command {
+        RunsCommand::List { store, json } => {
+            let store = store.open()?;
+            let runs = store.runs()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&runs)?);
+                return Ok(());
+            }
+            if runs.is_empty() {
+                println!("no runs in {}", store.path().display());
+            }
+            for r in runs {
+                let trials = store.trials(&r.id)?;
+                let done = trials
+                    .iter()
+                    .filter(|t| t.status == TrialStatus::Finished)
+                    .count();
+                println!(
+                    "{:<40} {:<10} nfe {:<3} {:>5}/{:<5} best {}",
+                    r.id,
+                    r.config["strategy"].as_str().unwrap_or("?"),
+                    r.config["nfe"],
+                    done,
+                    r.config["budget"],
+                    r.state
+                        .get("best")
+                        .and_then(|v| v.as_f64())
+                        .map_or("-".into(), |v| format!("{v:.6}")),
+                );
+            }
+        }
+        RunsCommand::Show { run, store, json } => {
+            let store = store.open()?;
+            let rec = store
+                .run(&run)?
+                .with_context(|| format!("no run `{run}` in {}", store.path().display()))?;
+            let trials = store.trials(&run)?;
+            let finished: Vec<_> = trials
+                .iter()
+                .filter(|t| t.status == TrialStatus::Finished)
+                .collect();
+            let failed = trials
+                .iter()
+                .filter(|t| t.status == TrialStatus::Failed)
+                .count();
+            let cached = finished.iter().filter(|t| t.cached).count();
+            let mut best: Vec<_> = finished.iter().filter(|t| t.value.is_some()).collect();
+            best.sort_by(|a, b| a.value.unwrap().total_cmp(&b.value.unwrap()));
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "run": rec,
+                        "trials": trials.len(),
+                        "finished": finished.len(),
+                        "failed": failed,
+                        "cached": cached,
+                        "top": best.iter().take(10).collect::<Vec<_>>(),
+                        "best_file": run_dir(store.path(), &run).join("best.json"),
+                    }))?
+                );
+                return Ok(());
+            }
+            println!("run {run}");
+            println!("  config: {}", serde_json::to_string(&rec.config)?);
+            println!("  state: {}", serde_json::to_string(&rec.state)?);
+            println!(
+                "  trials: {} ({} finished, {} from the cache, {} failed)",
+                trials.len(),
+                finished.len(),
+                cached,
+                failed
+            );
+            println!("  best trials:");
+            for t in best.iter().take(10) {
+                println!(
+                    "    #{:<5} {:.6}  stage {:<3} {}",
+                    t.number,
+                    t.value.unwrap(),
+                    t.stage,
+                    t.source
+                );
+            }
+            println!(
+                "  best schedule: {}",
+                run_dir(store.path(), &run).join("best.json").display()
+            );
+        }
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// The run whose best schedule to export.
+    run: String,
+    /// Target: s3, diffusers, k-diffusion, comfyui.
+    #[arg(long, default_value = "s3")]
+    format: String,
+    /// Output file [default: standard output].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    store: StoreArg,
+}
+
+/// `s3 export`.
+pub fn export(a: ExportArgs) -> Result<()> {
+    let format = ExportFormat::parse(&a.format).context("--format")?;
+    let store = a.store.open()?;
+    let rec = store
+        .run(&a.run)?
+        .with_context(|| format!("no run `{}` in {}", a.run, store.path().display()))?;
+    let cfg: SearchConfig =
+        serde_json::from_value(rec.config).context("stored run configuration")?;
+    let best = run_dir(store.path(), &a.run).join("best.json");
+    if !best.exists() {
+        bail!(
+            "run {} has no best schedule yet ({} is missing)",
+            a.run,
+            best.display()
+        );
+    }
+    let schedule = SolverSchedule::load(&best)?;
+    let ns = cfg.noise.build();
+    let out = export_schedule(&schedule, &ns, format)?;
+    match &a.out {
+        Some(p) => {
+            std::fs::write(p, &out.text).with_context(|| format!("--out {}", p.display()))?
+        }
+        None => print!("{}", out.text),
+    }
+    for n in &out.notes {
+        eprintln!("note: {n}");
+    }
+    Ok(())
+}

@@ -1,0 +1,1 @@
+//! The learned schedule-quality predictor (S³); being written.

@@ -1,0 +1,87 @@
+//! The configuration of one search run, stored with the run so `--resume` needs no flags.
+
+use crate::error::{Result, S3Error};
+use crate::metric::MetricKind;
+use crate::noise::NoiseScheduleSpec;
+use serde::{Deserialize, Serialize};
+
+/// Which strategy proposes candidates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StrategyKind {
+    /// Seed with the classic solvers, then evolve (USF's search), without a predictor.
+    Evolution,
+    /// Uniform random schedules from the space.
+    Random,
+}
+
+/// The names accepted by `--strategy`.
+pub const STRATEGY_NAMES: &str = "evolution, random";
+
+impl StrategyKind {
+    /// Parses `--strategy`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "evolution" => Ok(Self::Evolution),
+            "random" => Ok(Self::Random),
+            _ => Err(S3Error::UnknownName {
+                kind: "strategy",
+                name: s.into(),
+                expected: STRATEGY_NAMES.into(),
+            }),
+        }
+    }
+
+    /// The canonical name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Evolution => "evolution",
+            Self::Random => "random",
+        }
+    }
+}
+
+/// Everything that defines a search run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchConfig {
+    /// Dataset preset name or mixture file path.
+    pub dataset: String,
+    pub noise: NoiseScheduleSpec,
+    pub nfe: usize,
+    pub strategy: StrategyKind,
+    /// Search space name or file.
+    pub space: String,
+    /// True-metric evaluations the search may spend (distinct candidates evaluated in this
+    /// run, whether computed or served by the store's cache).
+    pub budget: usize,
+    pub seed: u64,
+    pub metric: MetricKind,
+    /// Samples per evaluation during the search.
+    pub samples: usize,
+    /// Candidates evaluated per stage.
+    pub stage_size: usize,
+    /// How many of the best schedules are re-evaluated at the end.
+    pub final_top: usize,
+    /// Samples per final re-evaluation (on other noise: seed + 1).
+    pub final_samples: usize,
+}
+
+impl SearchConfig {
+    /// Checks the numbers a user typed.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |f: &str, m: &str| Err(S3Error::field("search", f, m));
+        if self.nfe == 0 {
+            return bad("--nfe", "must be at least 1");
+        }
+        if self.budget == 0 {
+            return bad("--budget", "must be at least 1");
+        }
+        if self.samples < 2 || self.final_samples < 2 {
+            return bad("--samples", "must be at least 2");
+        }
+        if self.stage_size == 0 {
+            return bad("--stage-size", "must be at least 1");
+        }
+        Ok(())
+    }
+}

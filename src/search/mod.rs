@@ -1,0 +1,11 @@
+//! The schedule search: strategies that propose candidates, and the runner that evaluates
+//! them with the true metric under a budget, records every trial in the store, keeps the best
+//! schedule exported in the run directory, and resumes after any interruption.
+
+mod config;
+mod runner;
+mod strategy;
+
+pub use config::{SearchConfig, StrategyKind};
+pub use runner::{Event, RunOutcome, SearchRunner, run_dir};
+pub use strategy::{Evaluated, Proposal, Strategy, make_strategy};

@@ -1,0 +1,171 @@
+//! Search strategies behind one interface: each proposes the next stage's candidates from
+//! the archive of evaluated ones. The runner owns evaluation, budget and storage, so
+//! strategies compare at an equal budget of true evaluations.
+
+use super::config::StrategyKind;
+use crate::error::Result;
+use crate::solver::SolverSchedule;
+use crate::space::{Candidates, SearchSpace, schedule_hash};
+use rand::Rng;
+use rand::rngs::StdRng;
+use std::collections::HashSet;
+
+/// A candidate and where it came from (recorded with the trial).
+#[derive(Debug, Clone)]
+pub struct Proposal {
+    pub schedule: SolverSchedule,
+    pub source: String,
+}
+
+/// An evaluated candidate.
+#[derive(Debug, Clone)]
+pub struct Evaluated {
+    pub schedule: SolverSchedule,
+    pub hash: String,
+    pub value: f64,
+}
+
+/// Proposes candidates stage by stage.
+pub trait Strategy {
+    /// The strategy's name.
+    fn name(&self) -> &'static str;
+
+    /// Up to `n` new candidates given everything evaluated so far (in any order).
+    fn propose(
+        &mut self,
+        ops: &Candidates,
+        archive: &[Evaluated],
+        n: usize,
+        rng: &mut StdRng,
+    ) -> Result<Vec<Proposal>>;
+}
+
+/// Builds the strategy of `kind`; `seeds` (the classic solvers at the target NFE) are
+/// proposed first by strategies that use them.
+pub fn make_strategy(
+    kind: StrategyKind,
+    space: &SearchSpace,
+    seeds: Vec<Proposal>,
+) -> Box<dyn Strategy> {
+    match kind {
+        StrategyKind::Random => Box::new(RandomSearch),
+        StrategyKind::Evolution => Box::new(Evolution {
+            seeds,
+            rank_bar: space.evolution.rank_bar,
+            crossover: space.crossover.probability,
+        }),
+    }
+}
+
+/// Uniform random schedules from the space.
+struct RandomSearch;
+
+impl Strategy for RandomSearch {
+    fn name(&self) -> &'static str {
+        "random"
+    }
+
+    fn propose(
+        &mut self,
+        ops: &Candidates,
+        _archive: &[Evaluated],
+        n: usize,
+        rng: &mut StdRng,
+    ) -> Result<Vec<Proposal>> {
+        Ok((0..n)
+            .map(|_| Proposal {
+                schedule: ops.random(rng),
+                source: "random".into(),
+            })
+            .collect())
+    }
+}
+
+/// USF's evolutionary search: parents uniformly from the best `rank_bar`, crossover with
+/// probability `crossover`, then mutation. Classic solvers seed the population.
+struct Evolution {
+    seeds: Vec<Proposal>,
+    rank_bar: usize,
+    crossover: f64,
+}
+
+/// The best `k` finite entries of the archive, best first.
+pub(crate) fn top(archive: &[Evaluated], k: usize) -> Vec<&Evaluated> {
+    let mut v: Vec<&Evaluated> = archive.iter().filter(|e| e.value.is_finite()).collect();
+    v.sort_by(|a, b| a.value.total_cmp(&b.value));
+    v.truncate(k);
+    v
+}
+
+/// Evolves `n` children from the archive's best `rank_bar` (random schedules when the
+/// archive is empty).
+pub(crate) fn evolve(
+    ops: &Candidates,
+    archive: &[Evaluated],
+    n: usize,
+    rank_bar: usize,
+    crossover: f64,
+    rng: &mut StdRng,
+) -> Vec<Proposal> {
+    let parents = top(archive, rank_bar);
+    (0..n)
+        .map(|_| {
+            if parents.is_empty() {
+                return Proposal {
+                    schedule: ops.random(rng),
+                    source: "random".into(),
+                };
+            }
+            let p1 = parents[rng.random_range(0..parents.len())];
+            let mut source = "mutation";
+            let mut child = p1.schedule.clone();
+            if rng.random::<f64>() < crossover {
+                for _ in 0..5 {
+                    let p2 = parents[rng.random_range(0..parents.len())];
+                    if let Some(c) = ops.crossover(&p1.schedule, &p2.schedule, rng) {
+                        child = c;
+                        source = "crossover+mutation";
+                        break;
+                    }
+                }
+            }
+            Proposal {
+                schedule: ops.mutate(&child, rng),
+                source: source.into(),
+            }
+        })
+        .collect()
+}
+
+impl Strategy for Evolution {
+    fn name(&self) -> &'static str {
+        "evolution"
+    }
+
+    fn propose(
+        &mut self,
+        ops: &Candidates,
+        archive: &[Evaluated],
+        n: usize,
+        rng: &mut StdRng,
+    ) -> Result<Vec<Proposal>> {
+        let seen: HashSet<&str> = archive.iter().map(|e| e.hash.as_str()).collect();
+        let mut out: Vec<Proposal> = self
+            .seeds
+            .iter()
+            .filter(|p| !seen.contains(schedule_hash(&p.schedule).as_str()))
+            .take(n)
+            .cloned()
+            .collect();
+        let rest = n - out.len();
+        out.extend(evolve(
+            ops,
+            archive,
+            rest,
+            self.rank_bar,
+            self.crossover,
+            rng,
+        ));
+        Ok(out)
+    }
+}

@@ -1,0 +1,260 @@
+//! The search-space file: which decisions a search may take and how likely each is.
+
+use crate::error::{Result, S3Error};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The value of the `format` field.
+pub const SPACE_FORMAT: &str = "s3-search-space";
+/// The schema version this build reads.
+pub const SPACE_VERSION: u32 = 1;
+
+/// The coordinate in which new interior timesteps are drawn and jittered. Both are
+/// normalised to u ∈ [0, 1] from t_start (u = 0) to the noise schedule's t_min (u = 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TimeCoordinate {
+    /// Uniform in t (USF's choice for VP models).
+    T,
+    /// Uniform in λ = log-SNR (scale-free; suits EDM's σ range).
+    Lambda,
+}
+
+/// Where timesteps may go.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeSpace {
+    pub coordinate: TimeCoordinate,
+    /// The final time is drawn uniformly in [a·t_min, b·t_min], t_min being the noise
+    /// schedule's default end (1e-3 for vp-linear: USF's [1e-4, 1e-3] is [0.1, 1.0]).
+    pub t_end_relative: [f64; 2],
+    /// Std of the Gaussian jitter of a timestep, in u units.
+    pub jitter_std: f64,
+    /// Smallest allowed gap between neighbouring timesteps, in u units.
+    pub min_gap: f64,
+}
+
+/// Probabilities of each choice (normalised on load).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Priors {
+    /// Taylor order 1–4 (capped at i + 1 for step i).
+    pub order: BTreeMap<String, f64>,
+    /// `noise` / `data`.
+    pub prediction: BTreeMap<String, f64>,
+    /// Number of points for the first derivative (USF's "low-order estimation" when fewer
+    /// than order − 1).
+    pub first_derivative_points: BTreeMap<String, f64>,
+    /// Probability that the first derivative carries a linear relaxation 1 + c·h.
+    pub linear_relaxation: f64,
+    /// Initial values of c (one drawn uniformly), then jittered by `relaxation_std`.
+    pub relaxation_values: Vec<f64>,
+    pub relaxation_std: f64,
+    /// Probability of a pseudo corrector on a step (never on the last).
+    pub corrector: f64,
+    /// `none` / `zero_x0` / `average_x0`.
+    pub afs: BTreeMap<String, f64>,
+}
+
+/// Mutation probabilities (USF §3a).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mutation {
+    /// Insert a step (its NFE is then restored by deleting another).
+    pub add_step: f64,
+    /// Delete an interior step (restored likewise).
+    pub delete_step: f64,
+    /// Per step: each decision is resampled with this probability.
+    pub per_step: f64,
+    /// Resample the analytical first step.
+    pub afs: f64,
+}
+
+/// Crossover probabilities.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Crossover {
+    /// Probability that a child comes from two parents (else from one, mutated).
+    pub probability: f64,
+    /// Probability of recombining per step rather than per whole list.
+    pub deep: f64,
+}
+
+/// Evolution settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Evolution {
+    /// Parents are drawn from the best `rank_bar` schedules of the target NFE.
+    pub rank_bar: usize,
+}
+
+/// A search space file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchSpace {
+    pub format: String,
+    pub version: u32,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub time: TimeSpace,
+    pub priors: Priors,
+    pub mutation: Mutation,
+    pub crossover: Crossover,
+    pub evolution: Evolution,
+}
+
+/// The shipped spaces, embedded so a search runs with no files around.
+const BUILTIN: [(&str, &str); 2] = [
+    ("usf", include_str!("../../search_spaces/usf.json")),
+    ("quick", include_str!("../../search_spaces/quick.json")),
+];
+
+impl SearchSpace {
+    /// A shipped space by name (`usf`, `quick`) or a path to a space file.
+    pub fn load(name_or_path: &str) -> Result<Self> {
+        if let Some((_, text)) = BUILTIN.iter().find(|(n, _)| *n == name_or_path) {
+            return Self::from_str(text, &format!("search space `{name_or_path}`"));
+        }
+        let path = Path::new(name_or_path);
+        if !path.exists() && !name_or_path.ends_with(".json") {
+            return Err(S3Error::UnknownName {
+                kind: "search space",
+                name: name_or_path.into(),
+                expected: "usf, quick, or a path to a search-space .json file".into(),
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| S3Error::io(path, e))?;
+        Self::from_str(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates a space; `context` names the source in errors.
+    pub fn from_str(text: &str, context: &str) -> Result<Self> {
+        let s: SearchSpace = serde_json::from_str(text).map_err(|e| S3Error::Json {
+            path: context.into(),
+            message: format!("not a valid search space: {e}"),
+        })?;
+        s.validate(context)?;
+        Ok(s)
+    }
+
+    fn validate(&self, ctx: &str) -> Result<()> {
+        let bad = |f: &str, m: String| Err(S3Error::field(ctx, f, m));
+        if self.format != SPACE_FORMAT {
+            return bad(
+                "format",
+                format!("{:?}; expected {SPACE_FORMAT:?}", self.format),
+            );
+        }
+        if self.version != SPACE_VERSION {
+            return bad(
+                "version",
+                format!("{}; this build reads {SPACE_VERSION}", self.version),
+            );
+        }
+        let [a, b] = self.time.t_end_relative;
+        if !(a > 0.0 && a <= b && b.is_finite()) {
+            return bad(
+                "time.t_end_relative",
+                format!("[{a}, {b}]; expected 0 < a ≤ b"),
+            );
+        }
+        if !(self.time.jitter_std >= 0.0 && self.time.jitter_std < 1.0) {
+            return bad(
+                "time.jitter_std",
+                format!("{}; expected in [0, 1)", self.time.jitter_std),
+            );
+        }
+        if !(self.time.min_gap > 0.0 && self.time.min_gap < 0.1) {
+            return bad(
+                "time.min_gap",
+                format!("{}; expected in (0, 0.1)", self.time.min_gap),
+            );
+        }
+        check_prior(
+            ctx,
+            "priors.order",
+            &self.priors.order,
+            &["1", "2", "3", "4"],
+        )?;
+        check_prior(
+            ctx,
+            "priors.prediction",
+            &self.priors.prediction,
+            &["noise", "data"],
+        )?;
+        check_prior(
+            ctx,
+            "priors.first_derivative_points",
+            &self.priors.first_derivative_points,
+            &["1", "2", "3"],
+        )?;
+        check_prior(
+            ctx,
+            "priors.afs",
+            &self.priors.afs,
+            &["none", "zero_x0", "average_x0"],
+        )?;
+        let probs = [
+            ("priors.linear_relaxation", self.priors.linear_relaxation),
+            ("priors.corrector", self.priors.corrector),
+            ("mutation.add_step", self.mutation.add_step),
+            ("mutation.delete_step", self.mutation.delete_step),
+            ("mutation.per_step", self.mutation.per_step),
+            ("mutation.afs", self.mutation.afs),
+            ("crossover.probability", self.crossover.probability),
+            ("crossover.deep", self.crossover.deep),
+        ];
+        for (f, p) in probs {
+            if !(0.0..=1.0).contains(&p) {
+                return bad(f, format!("{p}; expected a probability in [0, 1]"));
+            }
+        }
+        if self.priors.relaxation_values.is_empty()
+            || self.priors.relaxation_values.iter().any(|v| !v.is_finite())
+        {
+            return bad(
+                "priors.relaxation_values",
+                "expected a non-empty list of numbers".into(),
+            );
+        }
+        if !(self.priors.relaxation_std >= 0.0 && self.priors.relaxation_std.is_finite()) {
+            return bad(
+                "priors.relaxation_std",
+                "expected a finite number ≥ 0".into(),
+            );
+        }
+        if self.evolution.rank_bar == 0 {
+            return bad("evolution.rank_bar", "expected at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+fn check_prior(ctx: &str, field: &str, p: &BTreeMap<String, f64>, keys: &[&str]) -> Result<()> {
+    for (k, v) in p {
+        if !keys.contains(&k.as_str()) {
+            return Err(S3Error::field(
+                ctx,
+                field,
+                format!("unknown choice `{k}`; expected some of {}", keys.join(", ")),
+            ));
+        }
+        if !(v.is_finite() && *v >= 0.0) {
+            return Err(S3Error::field(
+                ctx,
+                field,
+                format!("`{k}`: {v}; expected ≥ 0"),
+            ));
+        }
+    }
+    if p.values().sum::<f64>() <= 0.0 {
+        return Err(S3Error::field(
+            ctx,
+            field,
+            "expected at least one positive weight",
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,427 @@
+//! Candidate operators over schedules at one NFE: sample, mutate, cross over, repair,
+//! canonicalise, hash.
+//!
+//! Internally a candidate is a genome — the analytical first step, the final time, interior
+//! times in a normalised coordinate u ∈ (0, 1), and one gene per step (prediction, order,
+//! first-derivative point count, linear relaxation, corrector) — that `repair` turns into an
+//! always-valid [`SolverSchedule`] with exactly the target NFE.
+
+use super::config::{SearchSpace, TimeCoordinate};
+use crate::error::{Result, S3Error};
+use crate::noise::NoiseSchedule;
+use crate::solver::{Afs, Corrector, Derivative, Prediction, Relaxation, SolverSchedule, Step};
+use rand::Rng;
+use rand_distr::{Distribution, Normal};
+use std::collections::BTreeMap;
+
+/// The per-step decisions of a genome.
+#[derive(Debug, Clone, PartialEq)]
+struct Gene {
+    prediction: Prediction,
+    order: usize,
+    /// Points used by the first derivative.
+    first_points: usize,
+    /// Linear relaxation coefficient c of the first derivative, if any.
+    relax: Option<f64>,
+    corrector: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Genome {
+    afs: Afs,
+    t_end: f64,
+    /// Interior times in u, increasing (t decreasing).
+    interior: Vec<f64>,
+    genes: Vec<Gene>,
+}
+
+/// Samples and transforms candidate schedules for one search space, noise schedule and NFE.
+pub struct Candidates<'a> {
+    space: &'a SearchSpace,
+    ns: &'a NoiseSchedule,
+    nfe: usize,
+    t_start: f64,
+    /// The smallest final time the space allows; u = 1 there.
+    t_ref: f64,
+    t_end_range: (f64, f64),
+}
+
+fn draw<R: Rng>(prior: &BTreeMap<String, f64>, rng: &mut R) -> String {
+    let total: f64 = prior.values().sum();
+    let mut x = rng.random::<f64>() * total;
+    for (k, w) in prior {
+        if x < *w {
+            return k.clone();
+        }
+        x -= w;
+    }
+    prior
+        .keys()
+        .next_back()
+        .expect("validated non-empty")
+        .clone()
+}
+
+impl<'a> Candidates<'a> {
+    /// Operators for schedules of exactly `nfe` model calls.
+    pub fn new(space: &'a SearchSpace, ns: &'a NoiseSchedule, nfe: usize) -> Result<Self> {
+        if nfe == 0 {
+            return Err(S3Error::field("search", "--nfe", "must be at least 1"));
+        }
+        let t_min = ns.t_min();
+        let [a, b] = space.time.t_end_relative;
+        let t_start = ns.t_max();
+        let t_ref = a * t_min;
+        if b * t_min >= t_start {
+            return Err(S3Error::field(
+                &space.name,
+                "time.t_end_relative",
+                format!(
+                    "[{a}, {b}] × t_min = {t_min} reaches {} ≥ {}'s start time {t_start}",
+                    b * t_min,
+                    ns.name()
+                ),
+            ));
+        }
+        if !(ns.lambda(t_ref).is_finite() && ns.sigma(t_ref) > 0.0) {
+            return Err(S3Error::field(
+                &space.name,
+                "time.t_end_relative",
+                format!(
+                    "[{a}, {b}] × t_min = {t_min} reaches down to t = {t_ref}, where {} has no \
+                     finite log-SNR (a discrete schedule starts at its first training time \
+                     {t_min}); raise the lower bound",
+                    ns.name()
+                ),
+            ));
+        }
+        Ok(Self {
+            space,
+            ns,
+            nfe,
+            t_start,
+            t_ref,
+            t_end_range: (a * t_min, b * t_min),
+        })
+    }
+
+    /// The target NFE.
+    pub fn nfe(&self) -> usize {
+        self.nfe
+    }
+
+    fn u_of_t(&self, t: f64) -> f64 {
+        match self.space.time.coordinate {
+            TimeCoordinate::T => (self.t_start - t) / (self.t_start - self.t_ref),
+            TimeCoordinate::Lambda => {
+                let (l0, l1) = (self.ns.lambda(self.t_start), self.ns.lambda(self.t_ref));
+                (self.ns.lambda(t) - l0) / (l1 - l0)
+            }
+        }
+    }
+
+    fn t_of_u(&self, u: f64) -> f64 {
+        match self.space.time.coordinate {
+            TimeCoordinate::T => self.t_start - u * (self.t_start - self.t_ref),
+            TimeCoordinate::Lambda => {
+                let (l0, l1) = (self.ns.lambda(self.t_start), self.ns.lambda(self.t_ref));
+                self.ns.t_of_lambda(l0 + u * (l1 - l0))
+            }
+        }
+    }
+
+    fn random_gene<R: Rng>(&self, rng: &mut R) -> Gene {
+        let p = &self.space.priors;
+        let relax = (rng.random::<f64>() < p.linear_relaxation).then(|| {
+            let v = p.relaxation_values[rng.random_range(0..p.relaxation_values.len())];
+            v + jitter(rng, p.relaxation_std)
+        });
+        Gene {
+            prediction: if draw(&p.prediction, rng) == "noise" {
+                Prediction::Noise
+            } else {
+                Prediction::Data
+            },
+            order: draw(&p.order, rng).parse().expect("validated key"),
+            first_points: draw(&p.first_derivative_points, rng)
+                .parse()
+                .expect("validated key"),
+            relax,
+            corrector: rng.random::<f64>() < p.corrector,
+        }
+    }
+
+    fn random_afs<R: Rng>(&self, rng: &mut R) -> Afs {
+        match draw(&self.space.priors.afs, rng).as_str() {
+            "zero_x0" => Afs::ZeroX0,
+            "average_x0" => Afs::AverageX0,
+            _ => Afs::None,
+        }
+    }
+
+    fn random_t_end<R: Rng>(&self, rng: &mut R) -> f64 {
+        let (a, b) = self.t_end_range;
+        if a == b { a } else { rng.random_range(a..=b) }
+    }
+
+    /// A random schedule with the target NFE.
+    pub fn random<R: Rng>(&self, rng: &mut R) -> SolverSchedule {
+        let afs = self.random_afs(rng);
+        let steps = self.nfe + usize::from(afs != Afs::None);
+        let g = Genome {
+            afs,
+            t_end: self.random_t_end(rng),
+            interior: (1..steps).map(|_| rng.random::<f64>()).collect(),
+            genes: (0..steps).map(|_| self.random_gene(rng)).collect(),
+        };
+        self.build(g, rng)
+    }
+
+    /// A mutated copy of `parent` (USF's operators: step insertion and deletion, per-step
+    /// resampling of each decision, timestep jitter, AFS resampling), repaired to the NFE.
+    pub fn mutate<R: Rng>(&self, parent: &SolverSchedule, rng: &mut R) -> SolverSchedule {
+        let m = &self.space.mutation;
+        let mut g = self.genome_of(parent);
+        if rng.random::<f64>() < m.add_step {
+            let u = rng.random::<f64>();
+            let pos = g.interior.partition_point(|&v| v < u);
+            g.interior.insert(pos, u);
+            g.genes.insert(pos + 1, self.random_gene(rng));
+        }
+        if rng.random::<f64>() < m.delete_step && !g.interior.is_empty() {
+            let pos = rng.random_range(0..g.interior.len());
+            g.interior.remove(pos);
+            g.genes.remove(pos + 1);
+        }
+        let std = self.space.time.jitter_std;
+        for i in 0..g.genes.len() {
+            if rng.random::<f64>() < m.per_step {
+                if i < g.interior.len() {
+                    let old = g.interior[i];
+                    let new = old + jitter(rng, std);
+                    // As USF: revert a move that lands at either end.
+                    if new > self.space.time.min_gap && new < 1.0 - self.space.time.min_gap {
+                        g.interior[i] = new;
+                    }
+                } else {
+                    g.t_end = self.random_t_end(rng);
+                }
+            }
+            let fresh = self.random_gene(rng);
+            let gene = &mut g.genes[i];
+            if rng.random::<f64>() < m.per_step {
+                gene.order = fresh.order;
+            }
+            if rng.random::<f64>() < m.per_step {
+                gene.prediction = fresh.prediction;
+            }
+            if rng.random::<f64>() < m.per_step {
+                let p = &self.space.priors;
+                gene.relax = Some(gene.relax.unwrap_or(0.0) + jitter(rng, p.relaxation_std));
+            }
+            if rng.random::<f64>() < m.per_step {
+                gene.first_points = fresh.first_points;
+            }
+            if rng.random::<f64>() < m.per_step {
+                gene.corrector = fresh.corrector;
+            }
+        }
+        if rng.random::<f64>() < m.afs {
+            g.afs = self.random_afs(rng);
+        }
+        self.build(g, rng)
+    }
+
+    /// A child of two parents with the same number of steps (None otherwise): timesteps,
+    /// AFS and the per-step decisions each come from one parent — with probability `deep`
+    /// chosen step by step, else as whole lists.
+    pub fn crossover<R: Rng>(
+        &self,
+        a: &SolverSchedule,
+        b: &SolverSchedule,
+        rng: &mut R,
+    ) -> Option<SolverSchedule> {
+        if a.steps.len() != b.steps.len() {
+            return None;
+        }
+        let (ga, gb) = (self.genome_of(a), self.genome_of(b));
+        let pick = |rng: &mut R| rng.random::<bool>();
+        let times = if pick(rng) { &ga } else { &gb };
+        let mut child = Genome {
+            afs: if pick(rng) { ga.afs } else { gb.afs },
+            t_end: times.t_end,
+            interior: times.interior.clone(),
+            genes: if pick(rng) {
+                ga.genes.clone()
+            } else {
+                gb.genes.clone()
+            },
+        };
+        if rng.random::<f64>() < self.space.crossover.deep {
+            for (i, gene) in child.genes.iter_mut().enumerate() {
+                *gene = if pick(rng) {
+                    ga.genes[i].clone()
+                } else {
+                    gb.genes[i].clone()
+                };
+            }
+        }
+        Some(self.build(child, rng))
+    }
+
+    /// Brings any schedule onto this space's grid of rules at the target NFE: times sorted
+    /// and separated, orders and derivative points within the history, correctors rebuilt
+    /// by USF's rule and never on the last step, and steps added or removed to hit the NFE.
+    pub fn repair<R: Rng>(&self, s: &SolverSchedule, rng: &mut R) -> SolverSchedule {
+        let g = self.genome_of(s);
+        self.build(g, rng)
+    }
+
+    fn genome_of(&self, s: &SolverSchedule) -> Genome {
+        let n = s.steps.len();
+        let t_end = match s.timesteps.last() {
+            Some(&t) if t > 0.0 => t.clamp(self.t_end_range.0, self.t_end_range.1),
+            _ => self.t_end_range.1,
+        };
+        let interior = s.timesteps[1..n.max(1)]
+            .iter()
+            .map(|&t| self.u_of_t(t))
+            .collect();
+        let genes = s
+            .steps
+            .iter()
+            .map(|st| {
+                let d1 = st.derivatives.first();
+                Gene {
+                    prediction: st.prediction,
+                    order: st.order,
+                    first_points: d1.map_or(1, |d| d.points.len()),
+                    relax: d1.and_then(|d| match d.relaxation {
+                        Relaxation::Linear { c } => Some(c),
+                        _ => None,
+                    }),
+                    corrector: st.corrector.is_some(),
+                }
+            })
+            .collect();
+        Genome {
+            afs: s.afs,
+            t_end,
+            interior,
+            genes,
+        }
+    }
+
+    fn build<R: Rng>(&self, mut g: Genome, rng: &mut R) -> SolverSchedule {
+        let gap = self.space.time.min_gap;
+        let u_end = self.u_of_t(g.t_end);
+        let steps = self.nfe + usize::from(g.afs != Afs::None);
+        // Interior times strictly inside (0, u_end) with gaps; genes follow their steps.
+        let mut pairs: Vec<(f64, Gene)> = g
+            .interior
+            .iter()
+            .copied()
+            .zip(g.genes.iter().skip(1).cloned())
+            .filter(|(u, _)| u.is_finite() && *u > gap && *u < u_end - gap)
+            .collect();
+        pairs.sort_by(|x, y| x.0.total_cmp(&y.0));
+        pairs.dedup_by(|x, y| x.0 - y.0 < gap);
+        let first = g
+            .genes
+            .first()
+            .cloned()
+            .unwrap_or_else(|| self.random_gene(rng));
+        while pairs.len() > steps - 1 {
+            pairs.remove(rng.random_range(0..pairs.len()));
+        }
+        let mut tries = 0;
+        while pairs.len() < steps - 1 {
+            let u = rng.random_range(gap..(u_end - gap));
+            tries += 1;
+            if tries < 1000 && pairs.iter().any(|(v, _)| (v - u).abs() < gap) {
+                continue;
+            }
+            let pos = pairs.partition_point(|(v, _)| *v < u);
+            pairs.insert(pos, (u, self.random_gene(rng)));
+        }
+        let mut timesteps = vec![self.t_start];
+        timesteps.extend(pairs.iter().map(|(u, _)| self.t_of_u(*u)));
+        timesteps.push(g.t_end);
+        g.genes = std::iter::once(first)
+            .chain(pairs.into_iter().map(|(_, gene)| gene))
+            .collect();
+        let steps: Vec<Step> = g
+            .genes
+            .iter()
+            .enumerate()
+            .map(|(i, gene)| self.step_of(gene, i, i + 1 == steps))
+            .collect();
+        let s = SolverSchedule::new(g.afs, timesteps, steps);
+        canonical(&s)
+    }
+
+    fn step_of(&self, gene: &Gene, i: usize, last: bool) -> Step {
+        let order = gene.order.clamp(1, i + 1);
+        let mut derivatives: Vec<Derivative> = (1..order)
+            .map(|_| Derivative::new((2..=order as i32).map(|j| -j).collect()))
+            .collect();
+        if let Some(d1) = derivatives.first_mut() {
+            let m = gene.first_points.clamp(1, i);
+            d1.points = (2..=(m as i32 + 1)).map(|j| -j).collect();
+            if let Some(c) = gene.relax {
+                d1.relaxation = Relaxation::Linear { c };
+            }
+        }
+        let mut step = Step {
+            prediction: gene.prediction,
+            order,
+            derivatives,
+            corrector: None,
+        };
+        if gene.corrector && !last {
+            step.corrector = Some(Corrector::from_predictor(&step));
+        }
+        step
+    }
+}
+
+fn jitter<R: Rng>(rng: &mut R, std: f64) -> f64 {
+    if std == 0.0 {
+        return 0.0;
+    }
+    Normal::new(0.0, std)
+        .expect("std validated ≥ 0")
+        .sample(rng)
+}
+
+/// The canonical form of a schedule: labels and informational fields dropped, derivative
+/// points sorted (the estimate does not depend on their order), relaxations that do nothing
+/// (`linear` with c = 0, `scale` with k = 1) written as `none`.
+pub fn canonical(s: &SolverSchedule) -> SolverSchedule {
+    let mut c = s.clone();
+    c.name = None;
+    c.noise_schedule = None;
+    c.sigmas = None;
+    let fix = |d: &mut Derivative| {
+        d.points.sort_unstable_by(|a, b| b.cmp(a));
+        if matches!(d.relaxation, Relaxation::Linear { c } if c == 0.0)
+            || matches!(d.relaxation, Relaxation::Scale { k } if k == 1.0)
+        {
+            d.relaxation = Relaxation::None;
+        }
+    };
+    for st in &mut c.steps {
+        st.derivatives.iter_mut().for_each(fix);
+        if let Some(Corrector::Pseudo { derivatives, .. }) = &mut st.corrector {
+            derivatives.iter_mut().for_each(fix);
+        }
+    }
+    c
+}
+
+/// A stable identity of a schedule: the blake3 hash (32 hex digits) of its canonical JSON.
+/// Identical decisions give the same hash in every process and build.
+pub fn schedule_hash(s: &SolverSchedule) -> String {
+    let json = serde_json::to_vec(&canonical(s)).expect("schedules serialise");
+    blake3::hash(&json).to_hex()[..32].to_string()
+}

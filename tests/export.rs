@@ -1,0 +1,459 @@
+//! `s3::export`: the file conventions of each target and the notes on what they cannot express.
+
+use s3::export::{EXPORT_FORMATS, ExportFormat, Exported, export};
+use s3::noise::{BetaSchedule, DiscreteVp, NoiseSchedule};
+use s3::solver::{Afs, ClassicSolver, SolverSchedule, Spacing};
+use serde_json::Value;
+
+fn discrete() -> NoiseSchedule {
+    NoiseSchedule::VpDiscrete(DiscreteVp::new(BetaSchedule::Linear, 1000))
+}
+
+fn all_schedules() -> Vec<NoiseSchedule> {
+    vec![
+        NoiseSchedule::vp_linear(),
+        discrete(),
+        NoiseSchedule::VpDiscrete(DiscreteVp::new(BetaSchedule::ScaledLinear, 1000)),
+        NoiseSchedule::vp_cosine(),
+        NoiseSchedule::Edm,
+    ]
+}
+
+/// A schedule using every per-step feature (README's example), optionally with AFS.
+fn fancy(afs: Afs) -> SolverSchedule {
+    let text = r#"{
+      "format": "s3-schedule", "version": 1, "name": "example", "nfe": 3, "afs": "none",
+      "timesteps": [1.0, 0.5, 0.1, 0.001],
+      "steps": [
+        {"prediction": "data", "order": 1, "derivatives": [],
+         "corrector": {"type": "pseudo", "order": 2, "derivatives": [{"points": [-1]}]}},
+        {"prediction": "noise", "order": 2,
+         "derivatives": [{"points": [-2], "relaxation": {"type": "linear", "c": 0.1}}]},
+        {"prediction": "data", "order": 3,
+         "derivatives": [{"points": [-2]}, {"points": [-2, -3]}]}
+      ]
+    }"#;
+    let s: SolverSchedule = serde_json::from_str(text).unwrap();
+    let s = SolverSchedule::new(afs, s.timesteps, s.steps).with_name("example");
+    s.validate().unwrap();
+    s
+}
+
+fn karras(ns: &NoiseSchedule, n: usize, denoise: bool) -> Vec<f64> {
+    let mut ts = Spacing::Karras { rho: 7.0 }
+        .timesteps(ns, n, ns.t_max(), ns.t_min())
+        .unwrap();
+    if denoise {
+        ts[n] = 0.0;
+    }
+    ts
+}
+
+fn run(s: &SolverSchedule, ns: &NoiseSchedule, f: ExportFormat) -> Exported {
+    export(s, ns, f).unwrap_or_else(|e| panic!("{}: {e}", f.as_str()))
+}
+
+fn json(e: &Exported) -> Value {
+    serde_json::from_str(&e.text).unwrap()
+}
+
+fn floats(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
+fn has(notes: &[String], needle: &str) -> bool {
+    notes.iter().any(|n| n.contains(needle))
+}
+
+fn expected_sigmas(s: &SolverSchedule, ns: &NoiseSchedule) -> Vec<f64> {
+    let n = s.steps.len();
+    // σ/α; EDM's is t itself, exactly.
+    let ve = |t: f64| {
+        if *ns == NoiseSchedule::Edm {
+            t
+        } else {
+            ns.ve_sigma(t)
+        }
+    };
+    let mut v: Vec<f64> = s.timesteps[..n].iter().map(|&t| ve(t)).collect();
+    v.push(0.0);
+    v
+}
+
+/// N + 1 strictly decreasing sigmas ending in exactly 0, equal to σ/α at the model-call times
+/// (to 1e-15 relative: serde_json's default float parser may be off by an ulp).
+fn assert_sigma_list(sigmas: &[f64], s: &SolverSchedule, ns: &NoiseSchedule) {
+    let n = s.steps.len();
+    assert_eq!(sigmas.len(), n + 1, "N + 1 sigmas for N steps");
+    assert_eq!(*sigmas.last().unwrap(), 0.0, "ends in exactly 0");
+    assert!(sigmas.windows(2).all(|w| w[1] < w[0]), "{sigmas:?}");
+    for (got, want) in sigmas.iter().zip(expected_sigmas(s, ns)) {
+        assert!((got - want).abs() <= 1e-15 * want, "{got} vs {want}");
+    }
+}
+
+#[test]
+fn diffusers_linspace_schedule_exports_the_integer_timesteps_exactly() {
+    let ns = discrete();
+    let ts = Spacing::DiffusersLinspace
+        .timesteps(&ns, 5, 1.0, 0.0)
+        .unwrap();
+    let s = ClassicSolver::DpmSolverPp { order: 2 }
+        .build(ts, true)
+        .unwrap();
+    let e = run(&s, &ns, ExportFormat::Diffusers);
+    let v = json(&e);
+    let ks: Vec<u64> = v["timesteps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect();
+    assert_eq!(ks, [999, 799, 599, 400, 200]);
+    assert!(v.get("sigmas").is_none());
+    let hint = &v["scheduler_hint"];
+    assert_eq!(hint["class"], "DPMSolverMultistepScheduler");
+    assert_eq!(hint["config"]["algorithm_type"], "dpmsolver++");
+    assert_eq!(hint["config"]["solver_order"], 2);
+    assert_eq!(hint["config"]["final_sigmas_type"], "zero");
+    assert_eq!(hint["config"]["use_karras_sigmas"], false);
+    assert_eq!(v["noise_schedule"]["beta_schedule"], "linear");
+    assert!(v["usage"].as_array().unwrap().iter().any(|l| {
+        l.as_str()
+            .unwrap()
+            .contains("timesteps=export[\"timesteps\"]")
+    }));
+    assert!(!has(&e.notes, "rounded"), "{:?}", e.notes);
+    assert!(has(&e.notes, "runs this schedule exactly"), "{:?}", e.notes);
+    assert!(has(&e.notes, "cannot express per-step solver decisions"));
+    assert!(!has(&e.notes, "without denoising"));
+    // The notes are in the file too.
+    assert_eq!(v["notes"].as_array().unwrap().len(), e.notes.len());
+}
+
+#[test]
+fn diffusers_third_order_and_noise_prediction_settings() {
+    let ns = discrete();
+    // DPM-Solver++(3M) is recognised as solver_order 3 even though order 3 is not the most
+    // common order at N = 5 (warm-up and lower_order_final).
+    let ts = Spacing::DiffusersLinspace
+        .timesteps(&ns, 5, 1.0, 0.0)
+        .unwrap();
+    let s = ClassicSolver::DpmSolverPp { order: 3 }
+        .build(ts, true)
+        .unwrap();
+    let e = run(&s, &ns, ExportFormat::Diffusers);
+    assert_eq!(json(&e)["scheduler_hint"]["config"]["solver_order"], 3);
+    assert!(has(&e.notes, "runs this schedule exactly"), "{:?}", e.notes);
+
+    // Noise prediction ending at training timestep 0: dpmsolver with sigma_min, exact.
+    let ts = Spacing::DiffusersLinspace
+        .timesteps(&ns, 6, 1.0, 0.001)
+        .unwrap();
+    let s = ClassicSolver::DpmSolver { order: 2 }
+        .build(ts, true)
+        .unwrap();
+    let e = run(&s, &ns, ExportFormat::Diffusers);
+    let c = &json(&e)["scheduler_hint"]["config"];
+    assert_eq!(c["algorithm_type"], "dpmsolver");
+    assert_eq!(c["final_sigmas_type"], "sigma_min");
+    assert!(has(&e.notes, "runs this schedule exactly"), "{:?}", e.notes);
+    assert!(!has(&e.notes, "without denoising"), "{:?}", e.notes);
+
+    // Noise prediction denoising to 0: diffusers' "dpmsolver" cannot end at σ = 0.
+    let ts = Spacing::DiffusersLinspace
+        .timesteps(&ns, 6, 1.0, 0.0)
+        .unwrap();
+    let s = ClassicSolver::DpmSolver { order: 2 }
+        .build(ts, true)
+        .unwrap();
+    let e = run(&s, &ns, ExportFormat::Diffusers);
+    assert_eq!(
+        json(&e)["scheduler_hint"]["config"]["algorithm_type"],
+        "dpmsolver++"
+    );
+    assert!(has(&e.notes, "cannot end at σ = 0"), "{:?}", e.notes);
+    assert!(has(&e.notes, "will run instead"), "{:?}", e.notes);
+}
+
+#[test]
+fn off_grid_discrete_schedule_is_rounded_with_a_note() {
+    let ns = discrete();
+    let ts = vec![1.0, 0.7503, 0.5, 0.2502, 0.0];
+    let s = ClassicSolver::DpmSolverPp { order: 2 }
+        .build(ts, true)
+        .unwrap();
+    let e = run(&s, &ns, ExportFormat::Diffusers);
+    let ks: Vec<u64> = json(&e)["timesteps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect();
+    assert_eq!(ks, [999, 749, 499, 249]);
+    assert!(
+        has(&e.notes, "rounded") && has(&e.notes, "0.3 training steps"),
+        "{:?}",
+        e.notes
+    );
+    assert!(has(&e.notes, "will run instead"), "{:?}", e.notes);
+    // ComfyUI quantises discrete models' timesteps: said for off-grid times.
+    let c = run(&s, &ns, ExportFormat::ComfyUi);
+    assert!(has(&c.notes, "nearest"), "{:?}", c.notes);
+}
+
+#[test]
+fn discrete_timesteps_that_round_together_are_an_error() {
+    let ns = discrete();
+    let s = ClassicSolver::Ddim
+        .build(vec![1.0, 0.5004, 0.5001, 0.0], true)
+        .unwrap();
+    let e = export(&s, &ns, ExportFormat::Diffusers)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("both map to training timestep 499") && e.contains("k-diffusion"),
+        "{e}"
+    );
+    // The sigma targets have no grid and still work.
+    run(&s, &ns, ExportFormat::KDiffusion);
+}
+
+#[test]
+fn discrete_timesteps_are_n_descending_integers_in_range_without_trailing_zero() {
+    let ns = discrete();
+    for n in [1, 2, 5, 10, 20] {
+        for denoise in [false, true] {
+            let s = ClassicSolver::DpmSolverPp { order: 2 }
+                .build(karras(&ns, n, denoise), true)
+                .unwrap();
+            let v = json(&run(&s, &ns, ExportFormat::Diffusers));
+            let ks: Vec<u64> = v["timesteps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap())
+                .collect();
+            assert_eq!(ks.len(), n);
+            assert!(ks.iter().all(|&k| k <= 999));
+            assert!(ks.windows(2).all(|w| w[1] < w[0]), "{ks:?}");
+            if n > 1 {
+                assert_ne!(*ks.last().unwrap(), 0);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_schedule_stopping_short_of_zero_says_the_tool_denoises() {
+    let ns = discrete();
+    let s = ClassicSolver::DpmSolverPp { order: 2 }
+        .build(vec![1.0, 0.6, 0.3, 0.05], true)
+        .unwrap();
+    let e = run(&s, &ns, ExportFormat::Diffusers);
+    assert_eq!(
+        json(&e)["scheduler_hint"]["config"]["final_sigmas_type"],
+        "zero"
+    );
+    assert!(has(&e.notes, "without denoising"), "{:?}", e.notes);
+    for f in [ExportFormat::KDiffusion, ExportFormat::ComfyUi] {
+        let e = run(&s, &ns, f);
+        assert!(has(&e.notes, "without denoising"), "{:?}", e.notes);
+    }
+}
+
+#[test]
+fn sigma_lists_follow_the_k_diffusion_and_comfyui_conventions() {
+    for ns in all_schedules() {
+        for n in [1, 3, 6] {
+            for denoise in [false, true] {
+                let s = ClassicSolver::DpmSolverPp { order: 2 }
+                    .build(karras(&ns, n, denoise), true)
+                    .unwrap();
+                let k = run(&s, &ns, ExportFormat::KDiffusion);
+                let sigmas = floats(&json(&k));
+                assert_sigma_list(&sigmas, &s, &ns);
+
+                let c = run(&s, &ns, ExportFormat::ComfyUi);
+                assert_eq!(c.text.lines().count(), 1);
+                assert!(!c.text.contains('e'), "no exponent notation: {}", c.text);
+                let parsed: Vec<f64> = c
+                    .text
+                    .trim()
+                    .split(',')
+                    .map(|x| x.trim().parse().unwrap())
+                    .collect();
+                assert_eq!(
+                    parsed,
+                    expected_sigmas(&s, &ns),
+                    "ComfyUI string parses back to exactly the same numbers"
+                );
+                assert!(c.text.trim_end().ends_with(", 0.0"), "{}", c.text);
+                if ns == NoiseSchedule::Edm {
+                    assert!(c.text.starts_with("80.0, "), "{}", c.text);
+                }
+
+                let d = json(&run(&s, &ns, ExportFormat::Diffusers));
+                if matches!(ns, NoiseSchedule::VpDiscrete(_)) {
+                    assert!(d.get("sigmas").is_none());
+                } else {
+                    assert!(d.get("timesteps").is_none());
+                    assert_sigma_list(&floats(&d["sigmas"]), &s, &ns);
+                    let class = if ns == NoiseSchedule::Edm {
+                        "EDMEulerScheduler"
+                    } else {
+                        "EulerDiscreteScheduler"
+                    };
+                    assert_eq!(d["scheduler_hint"]["class"], class);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_tools_own_solver_is_named_and_exact_matches_are_recognised() {
+    let ns = NoiseSchedule::vp_linear();
+    let ts = karras(&ns, 6, true);
+    let s = ClassicSolver::DpmSolverPp { order: 2 }
+        .build(ts.clone(), false)
+        .unwrap();
+    let k = run(&s, &ns, ExportFormat::KDiffusion);
+    assert!(
+        has(&k.notes, "runs this schedule exactly") && has(&k.notes, "sample_dpmpp_2m"),
+        "{:?}",
+        k.notes
+    );
+    let c = run(&s, &ns, ExportFormat::ComfyUi);
+    assert!(has(&c.notes, "dpmpp_2m") && has(&c.notes, "ManualSigmas"));
+
+    let ddim = ClassicSolver::Ddim.build(ts.clone(), true).unwrap();
+    for f in [
+        ExportFormat::Diffusers,
+        ExportFormat::KDiffusion,
+        ExportFormat::ComfyUi,
+    ] {
+        let e = run(&ddim, &ns, f);
+        assert!(has(&e.notes, "runs this schedule exactly"), "{:?}", e.notes);
+    }
+
+    let uni = ClassicSolver::UniPc {
+        variant: s3::solver::UniPcVariant::Bh2,
+        order: 3,
+    }
+    .build(ts, true)
+    .unwrap();
+    let c = run(&uni, &ns, ExportFormat::ComfyUi);
+    assert!(has(&c.notes, "uni_pc_bh2"), "{:?}", c.notes);
+    let d = run(&uni, &ns, ExportFormat::Diffusers);
+    assert!(has(&d.notes, "will run instead: EulerDiscreteScheduler"));
+    assert!(
+        has(&d.notes, "correctors (steps 0, 1, 2, 3, 4)"),
+        "{:?}",
+        d.notes
+    );
+}
+
+#[test]
+fn per_step_decisions_and_afs_are_reported_as_lost() {
+    for ns in [NoiseSchedule::vp_linear(), discrete()] {
+        for afs in [Afs::None, Afs::ZeroX0] {
+            let s = fancy(afs);
+            for f in [
+                ExportFormat::Diffusers,
+                ExportFormat::KDiffusion,
+                ExportFormat::ComfyUi,
+            ] {
+                let e = run(&s, &ns, f);
+                let n = &e.notes;
+                assert!(has(n, "cannot express per-step solver decisions"), "{n:?}");
+                assert!(has(n, "prediction per step (data, noise, data)"), "{n:?}");
+                assert!(has(n, "Taylor order per step (1, 2, 3)"), "{n:?}");
+                assert!(has(n, "1 relaxed"), "{n:?}");
+                assert!(has(n, "correctors (steps 0)"), "{n:?}");
+                assert!(has(n, "will run instead"), "{n:?}");
+                // The schedule stops at t = 0.001: diffusers reaches it exactly on the discrete
+                // schedule (training timestep 0, final_sigmas_type "sigma_min").
+                let exact_end = f == ExportFormat::Diffusers && ns != NoiseSchedule::vp_linear();
+                assert_eq!(has(n, "without denoising"), !exact_end, "{n:?}");
+                assert_eq!(
+                    has(n, "analytical first step (zero_x0)"),
+                    afs == Afs::ZeroX0,
+                    "{n:?}"
+                );
+                if afs == Afs::ZeroX0 {
+                    assert!(has(n, "NFE 2") && has(n, "NFE 3"), "{n:?}");
+                }
+            }
+            // The s3 format loses nothing.
+            assert!(run(&s, &ns, ExportFormat::S3).notes.is_empty());
+        }
+    }
+}
+
+#[test]
+fn s3_format_round_trips_to_an_equal_schedule() {
+    let ns = NoiseSchedule::vp_linear();
+    for s in [
+        fancy(Afs::None),
+        fancy(Afs::AverageX0),
+        ClassicSolver::DpmSolverPp { order: 3 }
+            .build(karras(&ns, 7, true), true)
+            .unwrap(),
+    ] {
+        let e = run(&s, &ns, ExportFormat::S3);
+        assert_eq!(e.text, s.to_json(&ns));
+        let mut back: SolverSchedule = serde_json::from_str(&e.text).unwrap();
+        back.validate().unwrap();
+        assert_eq!(back.noise_schedule.as_deref(), Some("vp-linear"));
+        back.noise_schedule = None;
+        back.sigmas = None;
+        // serde_json's default float parser may be off by an ulp; Python's json is exact.
+        for (a, b) in back.timesteps.iter().zip(&s.timesteps) {
+            assert!((a - b).abs() <= 1e-15 * b.abs(), "{a} vs {b}");
+        }
+        back.timesteps = s.timesteps.clone();
+        assert_eq!(back, s);
+    }
+}
+
+#[test]
+fn format_names_and_errors() {
+    assert_eq!(EXPORT_FORMATS, "s3, diffusers, k-diffusion, comfyui");
+    for (name, f, ext) in [
+        ("s3", ExportFormat::S3, "json"),
+        ("diffusers", ExportFormat::Diffusers, "json"),
+        ("k-diffusion", ExportFormat::KDiffusion, "json"),
+        ("comfyui", ExportFormat::ComfyUi, "txt"),
+    ] {
+        let parsed = ExportFormat::parse(name).unwrap();
+        assert_eq!(parsed, f);
+        assert_eq!(parsed.as_str(), name);
+        assert_eq!(parsed.extension(), ext);
+    }
+    let e = ExportFormat::parse("a1111").unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "unknown export format `a1111`; expected one of: s3, diffusers, k-diffusion, comfyui"
+    );
+
+    // A schedule written for another noise schedule is refused.
+    let mut s = fancy(Afs::None);
+    s.noise_schedule = Some("edm".into());
+    let e = export(&s, &NoiseSchedule::vp_linear(), ExportFormat::KDiffusion)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`edm`") && e.contains("`vp-linear`"), "{e}");
+
+    // An invalid schedule is refused with the validation message.
+    let mut s = fancy(Afs::None);
+    s.timesteps.swap(1, 2);
+    let e = export(&s, &NoiseSchedule::vp_linear(), ExportFormat::ComfyUi)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("strictly decrease"), "{e}");
+}
