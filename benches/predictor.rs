@@ -7,7 +7,7 @@
 //!
 //! * `predictor_train/1000-trials` — one `Predictor::train` call with the default
 //!   [`TrainConfig`] (ranking loss, 150 epochs of batch 128, hidden [128, 64]) on 1,000
-//!   synthetic trials of the width of a 10-step encoding (`Encoder::new(10).dim()` = 265),
+//!   synthetic trials of the width a search uses up to NFE 10 (`Encoder::new(11).dim()` = 290),
 //!   20 % held out: the cost of refitting the predictor once per search stage.
 //! * `predictor_score/batch-4096` — `Predictor::score` on 4,096 encoded candidates; the
 //!   throughput is in elements = candidates, so criterion prints candidates/s.
@@ -44,7 +44,7 @@ fn synthetic(n: usize, dim: usize, seed: u64) -> (Vec<Vec<f32>>, Vec<f64>) {
 }
 
 fn train(c: &mut Criterion) {
-    let dim = Encoder::new(10).dim();
+    let dim = Encoder::new(s3::search::MIN_ENCODER_STEPS).dim();
     let (xs, ms) = synthetic(1000, dim, 1);
     let mut g = c.benchmark_group("predictor_train");
     g.sample_size(10);
@@ -58,7 +58,7 @@ fn train(c: &mut Criterion) {
 }
 
 fn score(c: &mut Criterion) {
-    let dim = Encoder::new(10).dim();
+    let dim = Encoder::new(s3::search::MIN_ENCODER_STEPS).dim();
     let (xs, ms) = synthetic(1000, dim, 1);
     let cfg = TrainConfig {
         epochs: 5,

@@ -59,14 +59,22 @@ fn search_beats_the_best_classic_solver_and_exports() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let store = store.to_str().unwrap();
-    let ev = events(&ok(&search_args(store, "run-a", "60")));
+    // MSE to the exact ODE solution on 200 samples: no sampling floor, so solver quality
+    // decides (FD on few samples sits on its noise floor).
+    let mse_args = |run: &'static str, budget: &'static str| {
+        let mut args = search_args(store, run, budget);
+        args[8] = "200";
+        args.extend(["--metric", "mse"]);
+        args
+    };
+    let ev = events(&ok(&mse_args("run-a", "120")));
     let base = ev
         .iter()
         .find(|e| e["event"] == "baselines")
         .expect("baselines event");
     let outcome = &ev.last().unwrap()["outcome"];
     assert_eq!(outcome["completed"], true);
-    assert_eq!(outcome["evaluated"], 60);
+    assert_eq!(outcome["evaluated"], 120);
     let best = outcome["best"].as_f64().unwrap();
     assert!(
         best < base["value"].as_f64().unwrap(),
@@ -87,9 +95,9 @@ fn search_beats_the_best_classic_solver_and_exports() {
     assert!(list.contains("run-a"), "{list}");
     let show: serde_json::Value =
         serde_json::from_str(&ok(&["runs", "show", "run-a", "--store", store, "--json"])).unwrap();
-    assert_eq!(show["finished"], 60);
+    assert_eq!(show["finished"], 120);
     // A second run with the same seed proposes the same candidates: all served by the cache.
-    let ev2 = events(&ok(&search_args(store, "run-b", "20")));
+    let ev2 = events(&ok(&mse_args("run-b", "20")));
     let trials: Vec<_> = ev2.iter().filter(|e| e["event"] == "trial").collect();
     assert_eq!(trials.len(), 20);
     assert!(trials.iter().all(|t| t["cached"] == true), "{trials:?}");
@@ -154,4 +162,95 @@ fn sigkill_then_resume_loses_and_repays_nothing() {
         assert_eq!(t.value, Some(*value));
         assert_eq!(t.status, s3::store::TrialStatus::Finished);
     }
+}
+
+#[test]
+fn s3_strategy_trains_saves_and_warm_starts_its_predictor() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let store = store.to_str().unwrap();
+    let mut args = search_args(store, "run-p", "90");
+    args.extend(["--strategy", "s3"]);
+    let ev = events(&ok(&args));
+    let stages: Vec<_> = ev.iter().filter(|e| e["event"] == "stage").collect();
+    // Seeds and the random warm-up come first; then every stage trains a predictor.
+    let with_predictor: Vec<_> = stages
+        .iter()
+        .filter(|s| !s["predictor"].is_null())
+        .collect();
+    assert!(!with_predictor.is_empty(), "{stages:?}");
+    let last = &with_predictor.last().unwrap()["predictor"];
+    assert!(last["trials"].as_u64().unwrap() >= 60, "{last}");
+    let tau = last["holdout_tau"].as_f64().expect("held-out τ");
+    assert!((-1.0..=1.0).contains(&tau));
+    assert!(last["scored"].as_u64().unwrap() > 100, "{last}");
+    // Guided proposals are labelled as such in the trials.
+    let sources: Vec<&str> = ev
+        .iter()
+        .filter(|e| e["event"] == "trial")
+        .map(|e| e["source"].as_str().unwrap())
+        .collect();
+    assert!(sources.iter().any(|s| s.starts_with("s3-predicted:")));
+    assert!(sources.iter().any(|s| s.starts_with("s3-explore:")));
+    // The predictor is saved in the run directory, says what it was trained on, and loads.
+    let stem = Path::new(store).join("runs/run-p/predictor");
+    let (p, doc) = s3::predictor::Predictor::load(&stem).unwrap();
+    assert_eq!(doc["run"], "run-p");
+    assert_eq!(doc["nfe"], 4);
+    assert_eq!(p.trained_on() as u64, last["trials"].as_u64().unwrap());
+    // `runs show` reports the predictor's τ.
+    let show = ok(&["runs", "show", "run-p", "--store", store]);
+    assert!(show.contains("predictor: trained on"), "{show}");
+    // A new run at another NFE warm-starts from it: the predictor guides the stage right
+    // after the classic seeds, before any random warm-up.
+    let stem_s = stem.to_str().unwrap();
+    let mut args = search_args(store, "run-w", "60");
+    args[4] = "5";
+    args.extend(["--predictor", stem_s]);
+    let ev = events(&ok(&args));
+    let seeds = ev
+        .iter()
+        .filter(|e| e["event"] == "trial" && e["source"].as_str().unwrap().starts_with("seed:"))
+        .count();
+    let first_after_seeds = ev
+        .iter()
+        .filter(|e| e["event"] == "trial")
+        .nth(seeds)
+        .expect("trials after the seeds");
+    let src = first_after_seeds["source"].as_str().unwrap();
+    assert!(src.starts_with("s3-"), "{src}");
+    let stored: serde_json::Value =
+        serde_json::from_str(&ok(&["runs", "show", "run-w", "--store", store, "--json"])).unwrap();
+    assert!(
+        stored["run"]["config"]["predictor"]
+            .as_str()
+            .unwrap()
+            .ends_with("predictor")
+    );
+}
+
+#[test]
+fn bad_predictor_flags_are_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let store_s = store.to_str().unwrap();
+    let missing = dir.path().join("nope");
+    let mut args = search_args(store_s, "run-x", "10");
+    args.extend(["--predictor", missing.to_str().unwrap()]);
+    let out = s3(&args);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--predictor") && err.contains("nope.json"),
+        "{err}"
+    );
+    let mut args = search_args(store_s, "run-y", "10");
+    args.extend(["--strategy", "evolution", "--predictor", "whatever"]);
+    let out = s3(&args);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--predictor"), "{err}");
+    // Nothing was recorded for the refused runs.
+    let list = ok(&["runs", "list", "--store", store_s]);
+    assert!(!list.contains("run-x") && !list.contains("run-y"), "{list}");
 }

@@ -62,6 +62,9 @@ fn invalid_spaces_name_the_field() {
             serde_json::json!([]),
             "priors.relaxation_values",
         ),
+        ("/s3/pool", serde_json::json!(0), "s3.pool"),
+        ("/s3/exploration", serde_json::json!(1.2), "s3.exploration"),
+        ("/s3/holdout", serde_json::json!(0.95), "s3.holdout"),
     ];
     for (ptr, value, field) in cases {
         let mut v = base.clone();
@@ -80,6 +83,11 @@ fn invalid_spaces_name_the_field() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("unknown field `jitter`"), "{e}");
+    // The s3 section is optional: without it the strategy's defaults apply.
+    let mut v = base.clone();
+    v.as_object_mut().unwrap().remove("s3");
+    let s = SearchSpace::from_str(&v.to_string(), "my-space.json").unwrap();
+    assert_eq!(s.s3, s3::space::S3Settings::default());
     let e = SearchSpace::load("nonexistent-space")
         .unwrap_err()
         .to_string();

@@ -44,9 +44,14 @@ pub struct SearchArgs {
     /// Number of model calls of the schedules searched.
     #[arg(long)]
     nfe: Option<usize>,
-    /// Strategy: evolution (USF's search seeded with the classic solvers) or random.
-    #[arg(long, default_value = "evolution")]
+    /// Strategy: s3 (predictor-guided, seeded with the classic solvers), evolution (USF's
+    /// search seeded with the classic solvers) or random.
+    #[arg(long, default_value = "s3")]
     strategy: String,
+    /// Warm-start the s3 predictor from a saved one: the path without .json/.safetensors,
+    /// e.g. s3-store/runs/RUN/predictor.
+    #[arg(long, value_name = "STEM")]
+    predictor: Option<PathBuf>,
     /// True-metric evaluations to spend.
     #[arg(long, default_value_t = 200)]
     budget: usize,
@@ -125,6 +130,15 @@ fn new_config(a: &SearchArgs) -> Result<SearchConfig> {
         stage_size: a.stage_size,
         final_top: 5,
         final_samples: a.final_samples.unwrap_or(2 * samples),
+        predictor: match &a.predictor {
+            Some(stem) => {
+                s3::search::check_warm_start(stem, nfe).context("--predictor")?;
+                let abs = std::path::absolute(stem)
+                    .with_context(|| format!("--predictor {}", stem.display()))?;
+                Some(abs.display().to_string())
+            }
+            None => None,
+        },
     };
     cfg.validate()?;
     Ok(cfg)
@@ -223,13 +237,20 @@ pub fn search(a: SearchArgs) -> Result<()> {
                     }
                 }
             }
-            Event::Stage { stage, evaluated, budget, best, best_classic, elapsed_s, eta_s } => {
+            Event::Stage { stage, evaluated, budget, best, best_classic, elapsed_s, eta_s, predictor } => {
                 let ratio = match (best, best_classic) {
                     (Some(b), Some(c)) if *b > 0.0 => format!(" (best classic {c:.6}, ×{:.2})", c / b),
                     _ => String::new(),
                 };
+                let tau = predictor.as_ref().map_or(String::new(), |p| {
+                    match p.holdout_tau {
+                        Some(t) => format!(", predictor τ {t:.2} (held out, {} trials)", p.trials),
+                        None if p.trials == 0 => ", warm-start predictor".into(),
+                        None => format!(", predictor on {} trials", p.trials),
+                    }
+                });
                 say(format!(
-                    "stage {stage}: {evaluated}/{budget} evaluated, best {}{ratio}, {elapsed_s:.0} s{}",
+                    "stage {stage}: {evaluated}/{budget} evaluated, best {}{ratio}{tau}, {elapsed_s:.0} s{}",
                     best.map_or("-".into(), |b| format!("{b:.6}")),
                     eta_s.map_or(String::new(), |t| format!(", ~{t:.0} s left"))
                 ))
@@ -381,6 +402,20 @@ pub fn runs(a: RunsArgs) -> Result<()> {
             println!("run {run}");
             println!("  config: {}", serde_json::to_string(&rec.config)?);
             println!("  state: {}", serde_json::to_string(&rec.state)?);
+            if let Some(p) = rec.state.get("predictor").filter(|p| !p.is_null()) {
+                let f = |k: &str| {
+                    p.get(k)
+                        .and_then(|v| v.as_f64())
+                        .map_or("-".into(), |v| format!("{v:.3}"))
+                };
+                println!(
+                    "  predictor: trained on {} trials, Kendall τ {} held out, {} on training trials ({})",
+                    p.get("trials").unwrap_or(&serde_json::Value::Null),
+                    f("holdout_tau"),
+                    f("train_tau"),
+                    run_dir(store.path(), &run).join("predictor.json").display()
+                );
+            }
             println!(
                 "  trials: {} ({} finished, {} from the cache, {} failed)",
                 trials.len(),

@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StrategyKind {
+    /// S³: seed with the classic solvers and random schedules, then let a predictor trained
+    /// on the trials so far pick each stage's candidates from a large evolved pool.
+    S3,
     /// Seed with the classic solvers, then evolve (USF's search), without a predictor.
     Evolution,
     /// Uniform random schedules from the space.
@@ -16,12 +19,13 @@ pub enum StrategyKind {
 }
 
 /// The names accepted by `--strategy`.
-pub const STRATEGY_NAMES: &str = "evolution, random";
+pub const STRATEGY_NAMES: &str = "s3, evolution, random";
 
 impl StrategyKind {
     /// Parses `--strategy`.
     pub fn parse(s: &str) -> Result<Self> {
         match s {
+            "s3" => Ok(Self::S3),
             "evolution" => Ok(Self::Evolution),
             "random" => Ok(Self::Random),
             _ => Err(S3Error::UnknownName {
@@ -35,6 +39,7 @@ impl StrategyKind {
     /// The canonical name.
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::S3 => "s3",
             Self::Evolution => "evolution",
             Self::Random => "random",
         }
@@ -64,6 +69,10 @@ pub struct SearchConfig {
     pub final_top: usize,
     /// Samples per final re-evaluation (on other noise: seed + 1).
     pub final_samples: usize,
+    /// A saved predictor (path stem, without `.json`/`.safetensors`) that the `s3` strategy
+    /// starts from instead of fresh weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predictor: Option<String>,
 }
 
 impl SearchConfig {
@@ -81,6 +90,12 @@ impl SearchConfig {
         }
         if self.stage_size == 0 {
             return bad("--stage-size", "must be at least 1");
+        }
+        if self.predictor.is_some() && self.strategy != StrategyKind::S3 {
+            return bad(
+                "--predictor",
+                "only the s3 strategy uses a predictor; drop --predictor or use --strategy s3",
+            );
         }
         Ok(())
     }

@@ -4,8 +4,10 @@
 
 mod config;
 mod runner;
+mod s3;
 mod strategy;
 
 pub use config::{SearchConfig, StrategyKind};
 pub use runner::{Event, RunOutcome, SearchRunner, run_dir};
-pub use strategy::{Evaluated, Proposal, Strategy, make_strategy};
+pub use s3::{MIN_ENCODER_STEPS, PredictorFiles, PredictorStats, S3Search, check_warm_start};
+pub use strategy::{Evaluated, Proposal, Strategy, StrategyContext, make_strategy};

@@ -4,7 +4,8 @@
 //! kill or a time limit without losing or re-paying any finished evaluation.
 
 use super::config::SearchConfig;
-use super::strategy::{Evaluated, Proposal, make_strategy};
+use super::s3::{PredictorFiles, PredictorStats};
+use super::strategy::{Evaluated, Proposal, StrategyContext, make_strategy};
 use crate::dataset::Dataset;
 use crate::error::{Result, S3Error};
 use crate::metric::{Evaluator, MetricKind};
@@ -58,6 +59,9 @@ pub enum Event {
         best_classic: Option<f64>,
         elapsed_s: f64,
         eta_s: Option<f64>,
+        /// The `s3` strategy's predictor in this stage (None before it is trained and for
+        /// the other strategies).
+        predictor: Option<PredictorStats>,
     },
     Stopped {
         reason: String,
@@ -280,11 +284,37 @@ impl<'a> SearchRunner<'a> {
                 value: *v,
             });
         }
-        let mut strategy = make_strategy(cfg.strategy, &self.space, seeds);
+        let dir = run_dir(self.store.path(), &self.run_id);
+        let mut strategy = make_strategy(
+            cfg.strategy,
+            StrategyContext {
+                space: &self.space,
+                ns: &self.ns,
+                nfe: cfg.nfe,
+                seeds,
+                predictor: PredictorFiles {
+                    save_stem: dir.join("predictor"),
+                    meta: serde_json::json!({
+                        "run": self.run_id,
+                        "model": model_identity(&self.dataset),
+                        "metric": cfg.metric.as_str(),
+                        "samples": cfg.samples,
+                        "nfe": cfg.nfe,
+                    }),
+                    warm_start: cfg.predictor.as_ref().map(PathBuf::from),
+                },
+            },
+        )?;
         let mut best: Option<Evaluated> = crate::search::strategy::top(&archive, 1)
             .first()
             .map(|e| (*e).clone());
         let mut idle_stages = 0;
+        // The latest predictor report, kept in the checkpoint for `s3 runs show`.
+        let mut last_predictor = record
+            .state
+            .get("predictor")
+            .cloned()
+            .unwrap_or(serde_json::Value::Null);
 
         while evaluated < cfg.budget {
             if let Some(limit) = self.max_time
@@ -305,6 +335,10 @@ impl<'a> SearchRunner<'a> {
             );
             let n = cfg.stage_size.min(cfg.budget - evaluated);
             let proposals = strategy.propose(&ops, &archive, n, &mut rng)?;
+            let predictor = strategy.predictor_stats();
+            if let Some(p) = &predictor {
+                last_predictor = serde_json::to_value(p).expect("stats serialise");
+            }
             let before = evaluated;
             for p in proposals {
                 if evaluated >= cfg.budget {
@@ -398,6 +432,7 @@ impl<'a> SearchRunner<'a> {
                     "evaluated": evaluated,
                     "best": best.as_ref().map(|b| b.value),
                     "best_hash": best.as_ref().map(|b| b.hash.clone()),
+                    "predictor": last_predictor,
                 }),
             )?;
             let elapsed = start.elapsed().as_secs_f64();
@@ -411,6 +446,7 @@ impl<'a> SearchRunner<'a> {
                 eta_s: (evaluated < cfg.budget && evaluated > initial).then(|| {
                     (cfg.budget - evaluated) as f64 * elapsed / (evaluated - initial) as f64
                 }),
+                predictor,
             });
             if idle_stages >= 20 {
                 on_event(&Event::Stopped {

@@ -3,7 +3,9 @@
 //! strategies compare at an equal budget of true evaluations.
 
 use super::config::StrategyKind;
+use super::s3::{PredictorFiles, PredictorStats, S3Search};
 use crate::error::Result;
+use crate::noise::NoiseSchedule;
 use crate::solver::SolverSchedule;
 use crate::space::{Candidates, SearchSpace, schedule_hash};
 use rand::Rng;
@@ -38,23 +40,44 @@ pub trait Strategy {
         n: usize,
         rng: &mut StdRng,
     ) -> Result<Vec<Proposal>>;
+
+    /// What the predictor did in the last `propose` (None for strategies without one, or
+    /// when no predictor was used).
+    fn predictor_stats(&self) -> Option<PredictorStats> {
+        None
+    }
 }
 
-/// Builds the strategy of `kind`; `seeds` (the classic solvers at the target NFE) are
-/// proposed first by strategies that use them.
-pub fn make_strategy(
-    kind: StrategyKind,
-    space: &SearchSpace,
-    seeds: Vec<Proposal>,
-) -> Box<dyn Strategy> {
-    match kind {
+/// Everything a strategy may need besides the archive.
+pub struct StrategyContext<'a> {
+    pub space: &'a SearchSpace,
+    pub ns: &'a NoiseSchedule,
+    pub nfe: usize,
+    /// The classic solvers at the target NFE, proposed first by strategies that use them.
+    pub seeds: Vec<Proposal>,
+    /// Where the `s3` strategy keeps its predictor.
+    pub predictor: PredictorFiles,
+}
+
+/// Builds the strategy of `kind`.
+pub fn make_strategy(kind: StrategyKind, ctx: StrategyContext) -> Result<Box<dyn Strategy>> {
+    Ok(match kind {
         StrategyKind::Random => Box::new(RandomSearch),
         StrategyKind::Evolution => Box::new(Evolution {
-            seeds,
-            rank_bar: space.evolution.rank_bar,
-            crossover: space.crossover.probability,
+            seeds: ctx.seeds,
+            rank_bar: ctx.space.evolution.rank_bar,
+            crossover: ctx.space.crossover.probability,
         }),
-    }
+        StrategyKind::S3 => Box::new(S3Search::new(
+            ctx.seeds,
+            ctx.space.evolution.rank_bar,
+            ctx.space.crossover.probability,
+            ctx.space.s3.clone(),
+            ctx.ns.clone(),
+            ctx.nfe,
+            ctx.predictor,
+        )?),
+    })
 }
 
 /// Uniform random schedules from the space.

@@ -103,6 +103,42 @@ pub struct SearchSpace {
     pub mutation: Mutation,
     pub crossover: Crossover,
     pub evolution: Evolution,
+    /// Settings of the predictor-guided `s3` strategy (defaults when the section is absent).
+    #[serde(default)]
+    pub s3: S3Settings,
+}
+
+/// How the `s3` strategy spends each stage: it generates `pool` candidates (a share
+/// `evolve_fraction` evolved from the best, the rest random), ranks them with the predictor
+/// and evaluates the best-ranked, except for a share `exploration` drawn at random from the
+/// pool, so that a misled predictor cannot lock the search into one region.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Settings {
+    /// Candidates generated and scored per stage.
+    pub pool: usize,
+    /// Share of the pool evolved from the best schedules (the rest is random).
+    pub evolve_fraction: f64,
+    /// Share of each stage's evaluations picked at random from the pool, not by score.
+    pub exploration: f64,
+    /// Random schedules evaluated after the classic seeds before the first predictor is
+    /// trained (a warm-start predictor is used from the first stage instead).
+    pub warmup: usize,
+    /// Share of the trials held out of training to measure the predictor's Kendall τ.
+    pub holdout: f64,
+}
+
+impl Default for S3Settings {
+    /// Pool 500, 90 % evolved, 20 % exploration, 20 random warm-up trials, 20 % held out.
+    fn default() -> Self {
+        Self {
+            pool: 500,
+            evolve_fraction: 0.9,
+            exploration: 0.2,
+            warmup: 20,
+            holdout: 0.2,
+        }
+    }
 }
 
 /// The shipped spaces, embedded so a search runs with no files around.
@@ -205,6 +241,8 @@ impl SearchSpace {
             ("mutation.afs", self.mutation.afs),
             ("crossover.probability", self.crossover.probability),
             ("crossover.deep", self.crossover.deep),
+            ("s3.evolve_fraction", self.s3.evolve_fraction),
+            ("s3.exploration", self.s3.exploration),
         ];
         for (f, p) in probs {
             if !(0.0..=1.0).contains(&p) {
@@ -227,6 +265,15 @@ impl SearchSpace {
         }
         if self.evolution.rank_bar == 0 {
             return bad("evolution.rank_bar", "expected at least 1".into());
+        }
+        if self.s3.pool == 0 {
+            return bad("s3.pool", "expected at least 1".into());
+        }
+        if !(0.0..0.9).contains(&self.s3.holdout) {
+            return bad(
+                "s3.holdout",
+                format!("{}; expected a fraction in [0, 0.9)", self.s3.holdout),
+            );
         }
         Ok(())
     }

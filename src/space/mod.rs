@@ -5,5 +5,5 @@
 mod config;
 mod ops;
 
-pub use config::{SPACE_FORMAT, SPACE_VERSION, SearchSpace, TimeCoordinate};
+pub use config::{S3Settings, SPACE_FORMAT, SPACE_VERSION, SearchSpace, TimeCoordinate};
 pub use ops::{Candidates, canonical, schedule_hash};
