@@ -118,6 +118,7 @@ fn run_one(
         final_top: 1,
         final_samples: a.samples,
         predictor: None,
+        models_dir: None,
     };
     let id = format!("{dataset}-nfe{nfe}-{}-seed{seed}", strategy.as_str());
     if store.run(&id).expect("store").is_none() {

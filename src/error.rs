@@ -46,6 +46,12 @@ pub enum S3Error {
     /// The learned predictor failed (training, inference, weights I/O).
     #[error("predictor: {0}")]
     Predictor(String),
+    /// ONNX Runtime could not be found or loaded, or an ONNX model failed to load or run.
+    #[error("ONNX Runtime: {0}")]
+    Onnx(String),
+    /// Files a preset needs are missing; the message lists them and how to create each.
+    #[error("{0}")]
+    MissingFiles(String),
 }
 
 /// Result alias for the library.

@@ -10,6 +10,7 @@ pub mod io;
 pub mod metric;
 pub mod model;
 pub mod noise;
+pub mod onnx;
 pub mod predictor;
 pub mod search;
 pub mod solver;

@@ -1,15 +1,16 @@
 //! Command-line parsing and the commands: `sample`, `eval`, `baselines` here; `search`,
 //! `runs` and `export` in [`search`].
 
+mod fid;
 mod search;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
-use s3::dataset::Dataset;
+use s3::dataset::{Dataset, LoadOptions};
 use s3::io::{grid, npy};
 use s3::metric::{Evaluator, Floor, MetricKind, prior_std, standard_noise};
-use s3::model::Denoiser;
 use s3::noise::{BetaSchedule, NoiseSchedule, NoiseScheduleName};
+use s3::onnx::{Device, RunOptions, SessionOptions};
 use s3::solver::{ClassicSolver, Prediction, SolverSchedule, Spacing};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -44,6 +45,10 @@ enum Command {
     Runs(search::RunsArgs),
     /// Write a run's best schedule for s3, diffusers, k-diffusion or ComfyUI.
     Export(search::ExportArgs),
+    /// FID between two image sets or statistics files (pytorch-fid conventions).
+    Fid(fid::FidArgs),
+    /// Write the FID statistics (mu, sigma) of an image set as an .npz.
+    FidStats(fid::FidStatsArgs),
 }
 
 /// The model and noise schedule a command runs.
@@ -58,11 +63,56 @@ pub(crate) struct ModelArgs {
     /// Training betas for vp-discrete: linear, scaled_linear [default: the dataset's].
     #[arg(long)]
     pub(crate) betas: Option<String>,
+    #[command(flatten)]
+    pub(crate) network: NetworkArgs,
+}
+
+/// Where real-network presets (cifar10) find their files and how their models run.
+#[derive(Args, Clone)]
+pub(crate) struct NetworkArgs {
+    /// Models directory of real-network presets [default: $S3_MODELS_DIR, else ./models].
+    #[arg(long)]
+    pub(crate) models_dir: Option<PathBuf>,
+    /// Where ONNX Runtime runs the network: cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub(crate) device: String,
+    /// Samples per network call (larger batches are split).
+    #[arg(long, default_value_t = 64)]
+    pub(crate) batch_size: usize,
+    /// ONNX Runtime threads (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) threads: usize,
+    /// Classifier-free guidance scale for class-conditional networks [default: the model
+    /// config's].
+    #[arg(long)]
+    pub(crate) guidance_scale: Option<f64>,
+}
+
+impl NetworkArgs {
+    pub(crate) fn options(&self) -> Result<LoadOptions> {
+        let device = Device::parse(&self.device).context("--device")?;
+        if self.batch_size == 0 {
+            bail!("--batch-size must be at least 1");
+        }
+        Ok(LoadOptions {
+            models_dir: self.models_dir.clone(),
+            run: RunOptions {
+                session: SessionOptions {
+                    device,
+                    threads: self.threads,
+                },
+                batch_size: self.batch_size,
+                guidance_scale: self.guidance_scale,
+            },
+            feature_batch: 0,
+        })
+    }
 }
 
 impl ModelArgs {
     pub(crate) fn load(&self) -> Result<(Dataset, NoiseSchedule)> {
-        let mut ds = Dataset::load(&self.dataset).context("--dataset")?;
+        let options = self.network.options()?;
+        let mut ds = Dataset::load_with(&self.dataset, &options).context("--dataset")?;
         if let Some(n) = &self.noise_schedule {
             ds.noise.name = NoiseScheduleName::parse(n).context("--noise-schedule")?;
         }
@@ -167,6 +217,16 @@ pub fn run() -> Result<()> {
         Command::Search(a) => search::search(a),
         Command::Runs(a) => search::runs(a),
         Command::Export(a) => search::export(a),
+        Command::Fid(a) => fid::fid(a),
+        Command::FidStats(a) => fid::fid_stats(a),
+    }
+}
+
+/// The floor in words: what exact samples read, or why there is none.
+fn floor_text(floor: &Option<Floor>) -> String {
+    match floor {
+        Some(f) => format!("exact samples read {f}"),
+        None => "no floor: a real network has no exact data to draw from".into(),
     }
 }
 
@@ -177,8 +237,8 @@ fn load_schedule(path: &Path) -> Result<SolverSchedule> {
 fn sample(a: SampleArgs) -> Result<()> {
     let (ds, ns) = a.model.load()?;
     let schedule = load_schedule(&a.schedule)?;
-    let shape = ds.mixture.sample_shape().to_vec();
-    let dim = ds.mixture.dim();
+    let shape = ds.sample_shape().to_vec();
+    let dim = ds.dim();
     let z = match &a.noise {
         Some(p) => npy::read_samples(p, &shape).context("--noise")?.data,
         None => {
@@ -190,8 +250,7 @@ fn sample(a: SampleArgs) -> Result<()> {
     };
     let scale = prior_std(&ns, schedule.timesteps[0]) as f32;
     let x_t: Vec<f32> = z.iter().map(|v| v * scale).collect();
-    let mean = ds.mixture.data_mean();
-    let sampler = s3::solver::Sampler::new(&ds.mixture, &ns).with_data_mean(mean);
+    let sampler = ds.sampler(&ns);
     let start = Instant::now();
     let out = sampler
         .sample(&schedule, &x_t)
@@ -218,11 +277,11 @@ struct EvalReport<'a> {
     schedule: String,
     metric: &'static str,
     value: f64,
-    floor: Floor,
+    floor: Option<Floor>,
     nfe: usize,
     samples: usize,
     seed: u64,
-    features: &'a str,
+    features: String,
 }
 
 fn eval(a: EvalArgs) -> Result<()> {
@@ -237,26 +296,26 @@ fn eval(a: EvalArgs) -> Result<()> {
         dataset: &ds.name,
         noise_schedule: ds.noise.label(),
         schedule: a.schedule.display().to_string(),
-        metric: e.metric.as_str(),
+        metric: ev.metric_label(),
         value: e.value,
         floor,
         nfe: e.nfe,
         samples: e.samples,
         seed: a.metric.seed,
-        features: &ev.feature_map().label,
+        features: ev.metric_id(),
     };
     if a.metric.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "{}: {} = {:.6} at NFE {} ({} samples, seed {}; exact samples read {})",
+            "{}: {} = {:.6} at NFE {} ({} samples, seed {}; {})",
             report.schedule,
             report.metric,
             report.value,
             report.nfe,
             report.samples,
             report.seed,
-            floor
+            floor_text(&report.floor)
         );
     }
     Ok(())
@@ -279,7 +338,7 @@ struct BaselinesReport<'a> {
     metric: &'static str,
     samples: usize,
     seed: u64,
-    floor: Floor,
+    floor: Option<Floor>,
     results: Vec<BaselineRow>,
 }
 
@@ -362,7 +421,7 @@ fn baselines(a: BaselinesArgs) -> Result<()> {
         dataset: &ds.name,
         noise_schedule: ds.noise.label(),
         nfe: a.nfe,
-        metric: ev.kind().as_str(),
+        metric: ev.metric_label(),
         samples: ev.samples(),
         seed: a.metric.seed,
         floor,
@@ -381,10 +440,13 @@ fn baselines(a: BaselinesArgs) -> Result<()> {
         report.samples,
         report.seed
     );
-    println!(
-        "Floor ({} of exact data samples, same count): {}\n",
-        report.metric, floor
-    );
+    match &report.floor {
+        Some(f) => println!(
+            "Floor ({} of exact data samples, same count): {f}\n",
+            report.metric
+        ),
+        None => println!("No floor: a real network has no exact data to draw from\n"),
+    }
     println!(
         "{:>4}  {:<20} {:<22} {:>12}",
         "rank", "solver", "spacing", report.metric

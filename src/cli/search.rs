@@ -130,6 +130,13 @@ fn new_config(a: &SearchArgs) -> Result<SearchConfig> {
         stage_size: a.stage_size,
         final_top: 5,
         final_samples: a.final_samples.unwrap_or(2 * samples),
+        models_dir: match ds.network() {
+            Some(_) => {
+                let dir = s3::onnx::models_dir(a.model.network.models_dir.as_deref());
+                Some(std::path::absolute(&dir)?.display().to_string())
+            }
+            None => None,
+        },
         predictor: match &a.predictor {
             Some(stem) => {
                 s3::search::check_warm_start(stem, nfe).context("--predictor")?;
@@ -183,8 +190,9 @@ pub fn search(a: SearchArgs) -> Result<()> {
             (id, cfg)
         }
     };
-    let runner = SearchRunner::new(&store, &run_id, config.clone())?
-        .with_max_time(a.max_time.map(Duration::from_secs));
+    let runner =
+        SearchRunner::new_with(&store, &run_id, config.clone(), a.model.network.options()?)?
+            .with_max_time(a.max_time.map(Duration::from_secs));
     let text = !a.quiet && !a.json;
     let bar = if text && std::io::stderr().is_terminal() {
         let b = ProgressBar::new(config.budget as u64);

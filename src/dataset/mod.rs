@@ -1,24 +1,40 @@
-//! Datasets: a name (or a mixture file) resolved to an exact model, its noise schedule and the
-//! metric defaults. Presets: `digits` (default), `toy2d`, `gmm32`.
+//! Datasets: a name (or a mixture file) resolved to a diffusion model, its noise schedule and
+//! the metric defaults. Presets: `digits` (default), `toy2d`, `gmm32` (exact analytic
+//! mixtures) and `cifar10` (a real network through ONNX Runtime, measured by FID; its files
+//! come from the models directory).
 
+mod network;
 mod presets;
+
+pub use network::{LoadOptions, Network};
 
 use crate::error::{Result, S3Error};
 use crate::metric::MetricKind;
-use crate::model::GaussianMixture;
-use crate::noise::{BetaSchedule, NoiseScheduleName, NoiseScheduleSpec};
+use crate::model::{Denoiser, GaussianMixture};
+use crate::noise::{BetaSchedule, NoiseSchedule, NoiseScheduleName, NoiseScheduleSpec};
+use crate::solver::Sampler;
 use serde::Deserialize;
 use std::path::Path;
+use std::sync::Arc;
 
 /// The preset names accepted by `--dataset`.
-pub const PRESET_NAMES: &str = "digits, toy2d, gmm32";
+pub const PRESET_NAMES: &str = "digits, toy2d, gmm32, cifar10";
 
-/// An exact analytic diffusion model with its defaults.
+/// Where a dataset's model comes from.
+#[derive(Debug, Clone)]
+pub enum DataSource {
+    /// An exact Gaussian mixture: exact ε, exact data moments, exact data draws.
+    Mixture(Box<GaussianMixture>),
+    /// A real network with its FID feature extractor and reference statistics.
+    Network(Arc<Network>),
+}
+
+/// A diffusion model with its defaults.
 #[derive(Debug, Clone)]
 pub struct Dataset {
     /// The preset name or the file path.
     pub name: String,
-    pub mixture: GaussianMixture,
+    pub source: DataSource,
     /// The noise schedule used unless `--noise-schedule` overrides it.
     pub noise: NoiseScheduleSpec,
     /// The metric used unless `--metric` overrides it.
@@ -38,12 +54,20 @@ struct FileDefaults {
 }
 
 impl Dataset {
-    /// Resolves `--dataset`: a preset name, or a path to a mixture JSON file.
+    /// Resolves `--dataset` with default options (models directory from `S3_MODELS_DIR` or
+    /// `./models`, CPU): a preset name, or a path to a mixture JSON file.
     pub fn load(name_or_path: &str) -> Result<Self> {
+        Self::load_with(name_or_path, &LoadOptions::default())
+    }
+
+    /// Resolves `--dataset`; `options` say where real-network presets find their files and
+    /// how their models run.
+    pub fn load_with(name_or_path: &str, options: &LoadOptions) -> Result<Self> {
         match name_or_path {
             "digits" => Ok(presets::digits()),
             "toy2d" => Ok(presets::toy2d()),
             "gmm32" => Ok(presets::gmm32()),
+            "cifar10" => network::cifar10(options),
             other => {
                 let path = Path::new(other);
                 if path.exists() || other.ends_with(".json") {
@@ -91,10 +115,71 @@ impl Dataset {
         }
         Ok(Dataset {
             name: d.name.unwrap_or(ctx),
-            mixture,
+            source: DataSource::Mixture(Box::new(mixture)),
             noise,
             metric,
             samples,
         })
+    }
+}
+
+impl Dataset {
+    /// The model the solvers call.
+    pub fn model(&self) -> &dyn Denoiser {
+        match &self.source {
+            DataSource::Mixture(m) => m.as_ref(),
+            DataSource::Network(n) => &n.model,
+        }
+    }
+
+    /// The shape of one sample.
+    pub fn sample_shape(&self) -> &[usize] {
+        self.model().sample_shape()
+    }
+
+    /// The number of values of one sample.
+    pub fn dim(&self) -> usize {
+        self.model().dim()
+    }
+
+    /// The exact mixture, for analytic datasets.
+    pub fn mixture(&self) -> Option<&GaussianMixture> {
+        match &self.source {
+            DataSource::Mixture(m) => Some(m),
+            DataSource::Network(_) => None,
+        }
+    }
+
+    /// The network, extractor and statistics, for real-network datasets.
+    pub fn network(&self) -> Option<&Network> {
+        match &self.source {
+            DataSource::Mixture(_) => None,
+            DataSource::Network(n) => Some(n),
+        }
+    }
+
+    /// The data mean E[x0] when it is known exactly (mixtures), used by AFS `average_x0`.
+    pub fn data_mean(&self) -> Option<Vec<f64>> {
+        self.mixture().map(GaussianMixture::data_mean)
+    }
+
+    /// A stable identity of the model for the evaluation cache: name, noise schedule and a
+    /// hash of the mixture's parameters or of the network's files (so an edited file is a
+    /// new model).
+    pub fn identity(&self) -> String {
+        let h = match &self.source {
+            DataSource::Mixture(m) => m.identity(),
+            DataSource::Network(n) => n.identity.clone(),
+        };
+        format!("{}@{}#{h}", self.name, self.noise.label())
+    }
+
+    /// A sampler for this model under `ns` (with the data mean for AFS when it is known).
+    pub fn sampler<'a>(&'a self, ns: &'a NoiseSchedule) -> Sampler<'a> {
+        let s = Sampler::new(self.model(), ns);
+        match self.data_mean() {
+            Some(mean) => s.with_data_mean(mean),
+            None => s,
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! The built-in datasets. All are deterministic: the same build always yields the same model.
 
-use super::Dataset;
+use super::{DataSource, Dataset};
 use crate::metric::MetricKind;
 use crate::model::GaussianMixture;
 use crate::model::gmm::Stds;
@@ -97,7 +97,7 @@ fn equal_weights(
     .expect("built-in presets are valid");
     Dataset {
         name: name.into(),
-        mixture,
+        source: DataSource::Mixture(Box::new(mixture)),
         noise: NoiseScheduleSpec::new(NoiseScheduleName::VpLinear),
         metric: MetricKind::Fd,
         samples,

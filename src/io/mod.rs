@@ -1,4 +1,6 @@
 //! Files: `.npy` arrays in and out, and sample grids as PNG pictures.
 
 pub mod grid;
+pub mod images;
 pub mod npy;
+pub mod npz_stats;

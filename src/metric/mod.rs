@@ -9,10 +9,11 @@ pub mod frechet;
 pub use features::FeatureMap;
 pub use frechet::{Moments, frechet_distance};
 
-use crate::dataset::Dataset;
+use crate::dataset::{DataSource, Dataset};
 use crate::error::{Result, S3Error};
 use crate::model::{Denoiser, TimePoint, eval_eps};
 use crate::noise::NoiseSchedule;
+use crate::onnx::Images;
 use crate::solver::reference::reference_solve;
 use crate::solver::{Sampler, SolverSchedule};
 use rand::SeedableRng;
@@ -137,7 +138,7 @@ impl<'a> Evaluator<'a> {
         if n < 2 {
             return Err(S3Error::field("metric", "samples", "expected at least 2"));
         }
-        let dim = dataset.mixture.dim();
+        let dim = dataset.dim();
         Ok(Self {
             dataset,
             ns,
@@ -145,7 +146,7 @@ impl<'a> Evaluator<'a> {
             n,
             seed,
             z: standard_noise(n, dim, seed),
-            features: FeatureMap::for_shape(dataset.mixture.sample_shape()),
+            features: FeatureMap::for_shape(dataset.sample_shape()),
             exact: OnceLock::new(),
             reference: OnceLock::new(),
         })
@@ -168,8 +169,7 @@ impl<'a> Evaluator<'a> {
 
     /// A sampler for the dataset's model (with the data mean for `average_x0`).
     pub fn sampler(&self) -> Sampler<'a> {
-        let mean = self.dataset.mixture.data_mean();
-        Sampler::new(&self.dataset.mixture, self.ns).with_data_mean(mean)
+        self.dataset.sampler(self.ns)
     }
 
     /// The initial noise for a schedule starting at `t0`.
@@ -178,9 +178,32 @@ impl<'a> Evaluator<'a> {
         self.z.iter().map(|&v| v * s).collect()
     }
 
-    fn exact_moments(&self) -> &Moments {
-        self.exact
-            .get_or_init(|| self.features.mixture_moments(&self.dataset.mixture))
+    /// The statistics the samples are compared with: the exact feature moments of a
+    /// mixture, or a network's reference statistics (FID).
+    fn reference_moments(&self) -> &Moments {
+        match &self.dataset.source {
+            DataSource::Mixture(m) => self.exact.get_or_init(|| self.features.mixture_moments(m)),
+            DataSource::Network(n) => &n.stats,
+        }
+    }
+
+    /// What the Fréchet distance is computed on, for cache keys and reports: the feature map
+    /// of a mixture (e.g. `identity(64)`), or `fid/<extractor>/stats#<hash>` for a network.
+    pub fn metric_id(&self) -> String {
+        match (self.kind, &self.dataset.source) {
+            (MetricKind::Mse, _) => format!("mse/tol={REFERENCE_TOL}"),
+            (MetricKind::Fd, DataSource::Mixture(_)) => format!("fd/{}", self.features.label),
+            (MetricKind::Fd, DataSource::Network(n)) => format!("fid/{}", n.metric_id),
+        }
+    }
+
+    /// The metric's display name: `fid` for a network measured through its extractor,
+    /// otherwise the metric's own name.
+    pub fn metric_label(&self) -> &'static str {
+        match (self.kind, &self.dataset.source) {
+            (MetricKind::Fd, DataSource::Network(_)) => "fid",
+            (k, _) => k.as_str(),
+        }
     }
 
     /// Runs `schedule` on the evaluator's noise and returns the samples.
@@ -221,9 +244,17 @@ impl<'a> Evaluator<'a> {
     pub fn value_of(&self, x: &[f32]) -> Result<f64> {
         match self.kind {
             MetricKind::Fd => {
-                let f = self.features.apply(x);
-                let m = Moments::from_rows(&f, self.features.out_dim())?;
-                frechet_distance(&m, self.exact_moments())
+                let m = match &self.dataset.source {
+                    DataSource::Mixture(_) => {
+                        Moments::from_rows(&self.features.apply(x), self.features.out_dim())?
+                    }
+                    DataSource::Network(n) => {
+                        let images = Images::from_samples(x, self.dataset.sample_shape())?;
+                        let f = n.extractor.features(&images)?;
+                        Moments::from_rows(&f, n.extractor.dims())?
+                    }
+                };
+                frechet_distance(&m, self.reference_moments())
             }
             MetricKind::Mse => {
                 let r = self.reference()?;
@@ -247,31 +278,35 @@ impl<'a> Evaluator<'a> {
     /// draws (seeded from the noise seed), so a reader sees both the bias and the noise of
     /// the estimator; for MSE, exactly 0 (the reference itself; its own error is below
     /// [`REFERENCE_TOL`]).
-    pub fn floor(&self) -> Result<Floor> {
+    pub fn floor(&self) -> Result<Option<Floor>> {
         match self.kind {
             MetricKind::Fd => {
+                let Some(mixture) = self.dataset.mixture() else {
+                    // A real network has no exact data to draw from.
+                    return Ok(None);
+                };
                 let values = (0..FLOOR_DRAWS)
                     .map(|i| {
                         let mut rng =
                             StdRng::seed_from_u64(self.seed ^ (0x5eed_f100_u64 + i as u64));
-                        let x = self.dataset.mixture.sample_data(self.n, &mut rng);
+                        let x = mixture.sample_data(self.n, &mut rng);
                         self.value_of(&x)
                     })
                     .collect::<Result<Vec<f64>>>()?;
                 let mean = values.iter().sum::<f64>() / values.len() as f64;
                 let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>()
                     / (values.len() - 1) as f64;
-                Ok(Floor {
+                Ok(Some(Floor {
                     mean,
                     std: var.sqrt(),
                     draws: FLOOR_DRAWS,
-                })
+                }))
             }
-            MetricKind::Mse => Ok(Floor {
+            MetricKind::Mse => Ok(Some(Floor {
                 mean: 0.0,
                 std: 0.0,
                 draws: 0,
-            }),
+            })),
         }
     }
 
@@ -284,7 +319,7 @@ impl<'a> Evaluator<'a> {
         }
         let (t0, t1) = (self.ns.t_max(), self.ns.t_min());
         let x_t: Vec<f64> = self.initial_noise(t0).iter().map(|&v| v as f64).collect();
-        let model: &dyn Denoiser = &self.dataset.mixture;
+        let model: &dyn Denoiser = self.dataset.model();
         let sol = reference_solve(
             model,
             self.ns,

@@ -73,6 +73,10 @@ pub struct SearchConfig {
     /// starts from instead of fresh weights.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub predictor: Option<String>,
+    /// The models directory of a real-network dataset (absolute), so `--resume` finds the
+    /// same files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub models_dir: Option<String>,
 }
 
 impl SearchConfig {

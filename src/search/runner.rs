@@ -6,9 +6,9 @@
 use super::config::SearchConfig;
 use super::s3::{PredictorFiles, PredictorStats};
 use super::strategy::{Evaluated, Proposal, StrategyContext, make_strategy};
-use crate::dataset::Dataset;
+use crate::dataset::{Dataset, LoadOptions};
 use crate::error::{Result, S3Error};
-use crate::metric::{Evaluator, MetricKind};
+use crate::metric::Evaluator;
 use crate::noise::NoiseSchedule;
 use crate::solver::{ClassicSolver, SolverSchedule, Spacing};
 use crate::space::{Candidates, SearchSpace, schedule_hash};
@@ -106,14 +106,29 @@ pub struct SearchRunner<'a> {
 /// A stable identity of a model for the evaluation cache: dataset name, noise schedule and
 /// a hash of the mixture's parameters (so an edited mixture file is a new model).
 fn model_identity(ds: &Dataset) -> String {
-    format!("{}@{}#{}", ds.name, ds.noise.label(), ds.mixture.identity())
+    ds.identity()
 }
 
 impl<'a> SearchRunner<'a> {
-    /// Prepares the run `run_id` (its configuration must already be in the store).
+    /// Prepares the run `run_id` (its configuration must already be in the store), with
+    /// real networks on the CPU.
     pub fn new(store: &'a Store, run_id: &str, config: SearchConfig) -> Result<Self> {
+        Self::new_with(store, run_id, config, LoadOptions::default())
+    }
+
+    /// The same, with the device, threads and batch size of real networks; the models
+    /// directory is the run's own (`config.models_dir`) when it has one.
+    pub fn new_with(
+        store: &'a Store,
+        run_id: &str,
+        config: SearchConfig,
+        mut options: LoadOptions,
+    ) -> Result<Self> {
         config.validate()?;
-        let mut dataset = Dataset::load(&config.dataset)?;
+        if let Some(dir) = &config.models_dir {
+            options.models_dir = Some(PathBuf::from(dir));
+        }
+        let mut dataset = Dataset::load_with(&config.dataset, &options)?;
         dataset.noise = config.noise;
         let ns = config.noise.build();
         let space = SearchSpace::load(&config.space)?;
@@ -135,10 +150,7 @@ impl<'a> SearchRunner<'a> {
     }
 
     fn key(&self, ev: &Evaluator, hash: &str, samples: usize, seed: u64) -> EvalKey {
-        let metric = match ev.kind() {
-            MetricKind::Fd => format!("fd/{}", ev.feature_map().label),
-            MetricKind::Mse => format!("mse/tol={}", crate::metric::REFERENCE_TOL),
-        };
+        let metric = ev.metric_id();
         EvalKey {
             schedule_hash: hash.to_string(),
             model: model_identity(&self.dataset),
