@@ -187,6 +187,10 @@ fn cifar10_search_runs_end_to_end_on_the_fixture_networks() {
         .collect();
     let outcome = &events.last().unwrap()["outcome"];
     assert_eq!(outcome["completed"], true, "{stdout}");
+    // Every trial evaluated (AFS average_x0 uses the config's data_mean), none failed.
+    let trials: Vec<_> = events.iter().filter(|e| e["event"] == "trial").collect();
+    assert_eq!(trials.len(), 12);
+    assert!(trials.iter().all(|t| t["error"].is_null()), "{trials:?}");
     assert_eq!(outcome["evaluated"], 12);
     let finals = outcome["final_ranking"].as_array().unwrap();
     assert!(!finals.is_empty());

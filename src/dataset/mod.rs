@@ -158,9 +158,13 @@ impl Dataset {
         }
     }
 
-    /// The data mean E[x0] when it is known exactly (mixtures), used by AFS `average_x0`.
+    /// The data mean E[x0], used by AFS `average_x0`: exact for mixtures, from the model
+    /// config's `data_mean` for networks (None when it has none).
     pub fn data_mean(&self) -> Option<Vec<f64>> {
-        self.mixture().map(GaussianMixture::data_mean)
+        match &self.source {
+            DataSource::Mixture(m) => Some(m.data_mean()),
+            DataSource::Network(n) => n.model.config().data_mean_full(),
+        }
     }
 
     /// A stable identity of the model for the evaluation cache: name, noise schedule and a

@@ -111,25 +111,14 @@ pub struct FeatureExtractor {
 impl ExtractorConfig {
     /// Reads and checks a config file; errors name the file and field.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| S3Error::io(path, e))?;
-        let c: ExtractorConfig = serde_json::from_str(&text).map_err(|e| S3Error::Json {
-            path: path.into(),
-            message: format!("not a valid s3 feature-extractor config: {e}"),
-        })?;
+        let c: ExtractorConfig = super::read_config(
+            path,
+            "s3 feature-extractor config",
+            |c: &ExtractorConfig| (c.format.as_str(), c.version),
+            (EXTRACTOR_FORMAT, EXTRACTOR_VERSION),
+        )?;
         let ctx = path.display().to_string();
         let bad = |f: &str, m: String| Err(S3Error::field(&ctx, f, m));
-        if c.format != EXTRACTOR_FORMAT {
-            return bad(
-                "format",
-                format!("{:?}; expected {EXTRACTOR_FORMAT:?}", c.format),
-            );
-        }
-        if c.version != EXTRACTOR_VERSION {
-            return bad(
-                "version",
-                format!("{}; this build reads {EXTRACTOR_VERSION}", c.version),
-            );
-        }
         if c.dims == 0 || c.input_size.contains(&0) {
             return bad("dims", "dims and input_size must be positive".into());
         }

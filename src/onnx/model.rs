@@ -95,6 +95,11 @@ pub struct ModelConfig {
     pub time_input: TimeInput,
     #[serde(default)]
     pub class_labels: Option<ClassLabels>,
+    /// The data mean E[x0] on the model's scale, per channel (`sample_shape[0]` values) or
+    /// per value; the AFS `average_x0` first step uses it. Without it, schedules with
+    /// `average_x0` are refused for this model.
+    #[serde(default)]
+    pub data_mean: Option<Vec<f64>>,
     /// Free text: where the weights came from.
     #[serde(default)]
     pub source: String,
@@ -103,11 +108,12 @@ pub struct ModelConfig {
 impl ModelConfig {
     /// Reads and checks a config file; errors name the file and field.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| S3Error::io(path, e))?;
-        let c: ModelConfig = serde_json::from_str(&text).map_err(|e| S3Error::Json {
-            path: path.into(),
-            message: format!("not a valid s3 ONNX model config: {e}"),
-        })?;
+        let c: ModelConfig = super::read_config(
+            path,
+            "s3 ONNX model config",
+            |c: &ModelConfig| (c.format.as_str(), c.version),
+            (MODEL_FORMAT, MODEL_VERSION),
+        )?;
         c.check(path)?;
         Ok(c)
     }
@@ -115,18 +121,6 @@ impl ModelConfig {
     fn check(&self, path: &Path) -> Result<()> {
         let ctx = path.display().to_string();
         let bad = |f: &str, m: String| Err(S3Error::field(&ctx, f, m));
-        if self.format != MODEL_FORMAT {
-            return bad(
-                "format",
-                format!("{:?}; expected {MODEL_FORMAT:?}", self.format),
-            );
-        }
-        if self.version != MODEL_VERSION {
-            return bad(
-                "version",
-                format!("{}; this build reads {MODEL_VERSION}", self.version),
-            );
-        }
         if self.sample_shape.is_empty() || self.sample_shape.contains(&0) {
             return bad(
                 "sample_shape",
@@ -155,6 +149,21 @@ impl ModelConfig {
                 format!("{dtype:?}; only \"float32\" time inputs are supported"),
             );
         }
+        if let Some(m) = &self.data_mean {
+            let (c, dim) = (
+                self.sample_shape[0],
+                self.sample_shape.iter().product::<usize>(),
+            );
+            if !(m.len() == c || m.len() == dim) || m.iter().any(|v| !v.is_finite()) {
+                return bad(
+                    "data_mean",
+                    format!(
+                        "{} values; expected {c} (one per channel) or {dim} finite numbers",
+                        m.len()
+                    ),
+                );
+            }
+        }
         if let Some(c) = &self.class_labels {
             if c.num_classes == 0 {
                 return bad("class_labels.num_classes", "expected at least 1".into());
@@ -164,6 +173,21 @@ impl ModelConfig {
             }
         }
         Ok(())
+    }
+
+    /// The data mean expanded to one value per sample element, if the config gives one.
+    pub fn data_mean_full(&self) -> Option<Vec<f64>> {
+        let m = self.data_mean.as_ref()?;
+        let dim: usize = self.sample_shape.iter().product();
+        if m.len() == dim {
+            return Some(m.clone());
+        }
+        let per = dim / self.sample_shape[0];
+        Some(
+            m.iter()
+                .flat_map(|&v| std::iter::repeat_n(v, per))
+                .collect(),
+        )
     }
 
     /// The network's time input at `time`.

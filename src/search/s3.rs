@@ -11,7 +11,7 @@
 //! of the archive and the stage's seed alone, so a resumed run proposes what the uninterrupted
 //! run would have.
 
-use super::strategy::{Evaluated, Proposal, Strategy, evolve};
+use super::strategy::{Evaluated, Proposal, Strategy, evolve, unseen_seeds};
 use crate::error::{Result, S3Error};
 use crate::noise::NoiseSchedule;
 use crate::predictor::{Encoder, Predictor, TrainConfig};
@@ -215,15 +215,7 @@ impl Strategy for S3Search {
     ) -> Result<Vec<Proposal>> {
         let start = std::time::Instant::now();
         let mut taken: HashSet<String> = archive.iter().map(|e| e.hash.clone()).collect();
-        let mut out: Vec<Proposal> = Vec::new();
-        for p in &self.seeds {
-            if out.len() == n {
-                break;
-            }
-            if taken.insert(schedule_hash(&p.schedule)) {
-                out.push(p.clone());
-            }
-        }
+        let mut out = unseen_seeds(&self.seeds, &mut taken, n);
         let rest = n - out.len();
         self.last = None;
         if rest == 0 {

@@ -104,6 +104,20 @@ impl Strategy for RandomSearch {
     }
 }
 
+/// Up to `n` of `seeds` whose hashes are not in `seen` (which records them), in order.
+pub(crate) fn unseen_seeds(
+    seeds: &[Proposal],
+    seen: &mut HashSet<String>,
+    n: usize,
+) -> Vec<Proposal> {
+    seeds
+        .iter()
+        .filter(|p| seen.insert(schedule_hash(&p.schedule)))
+        .take(n)
+        .cloned()
+        .collect()
+}
+
 /// USF's evolutionary search: parents uniformly from the best `rank_bar`, crossover with
 /// probability `crossover`, then mutation. Classic solvers seed the population.
 struct Evolution {
@@ -172,14 +186,8 @@ impl Strategy for Evolution {
         n: usize,
         rng: &mut StdRng,
     ) -> Result<Vec<Proposal>> {
-        let seen: HashSet<&str> = archive.iter().map(|e| e.hash.as_str()).collect();
-        let mut out: Vec<Proposal> = self
-            .seeds
-            .iter()
-            .filter(|p| !seen.contains(schedule_hash(&p.schedule).as_str()))
-            .take(n)
-            .cloned()
-            .collect();
+        let mut seen: HashSet<String> = archive.iter().map(|e| e.hash.clone()).collect();
+        let mut out = unseen_seeds(&self.seeds, &mut seen, n);
         let rest = n - out.len();
         out.extend(evolve(
             ops,

@@ -275,8 +275,16 @@ def ddpm_model_config(onnx_name: str, name: str, sample_shape: Sequence[int], so
         "noise_schedule": {"name": "vp-discrete", "betas": "linear"},
         "time_input": {"kind": "affine", "scale": 1000.0, "offset": -1.0, "dtype": "float32"},
         "class_labels": None,
+        # Per-channel mean of the CIFAR-10 training images on the model's [-1, 1] scale
+        # (channel means 0.4914, 0.4822, 0.4465 of [0, 1] pixels); s3 uses it as E[x0] for
+        # the AFS "average_x0" first step.
+        "data_mean": CIFAR10_CHANNEL_MEAN,
         "source": source,
     }
+
+
+# 2 * (0.4914, 0.4822, 0.4465) - 1: the CIFAR-10 train set's channel means on [-1, 1].
+CIFAR10_CHANNEL_MEAN = [-0.0172, -0.0356, -0.1070]
 
 
 def verify_unet(wrapper, onnx_path: Path, sample_shape: Sequence[int], seed: int) -> dict:
