@@ -122,6 +122,9 @@ impl NoiseScheduleSpec {
     }
 }
 
+/// The smallest time of continuous VP schedules (ScoreSDE's training ε).
+pub const CONTINUOUS_VP_T_FLOOR: f64 = 1e-5;
+
 /// log(1 + e^x) without overflow.
 fn softplus(x: f64) -> f64 {
     if x > 0.0 {
@@ -184,6 +187,17 @@ impl NoiseSchedule {
             NoiseSchedule::VpLinear(_) | NoiseSchedule::VpCosine(_) => 1e-3,
             NoiseSchedule::VpDiscrete(d) => 1.0 / d.len() as f64,
             NoiseSchedule::Edm => 0.002,
+        }
+    }
+
+    /// The smallest time a solve may end at: where the schedule (and a model trained on it)
+    /// is still defined. ScoreSDE trains continuous VP models down to 1e-5; a discrete
+    /// schedule starts at its first training time 1/N; EDM models are trained down to
+    /// σ = 0.002. Search spaces clamp their final-time ranges to [t_floor, t_max).
+    pub fn t_floor(&self) -> f64 {
+        match self {
+            NoiseSchedule::VpLinear(_) | NoiseSchedule::VpCosine(_) => CONTINUOUS_VP_T_FLOOR,
+            NoiseSchedule::VpDiscrete(_) | NoiseSchedule::Edm => self.t_min(),
         }
     }
 
@@ -302,6 +316,15 @@ mod tests {
                 }
                 assert!((ns.lambda(t) - (a.ln() - s.ln())).abs() < 1e-9);
             }
+        }
+    }
+
+    #[test]
+    fn the_floor_is_a_valid_end_time_below_t_min() {
+        for ns in all() {
+            let f = ns.t_floor();
+            assert!(f > 0.0 && f <= ns.t_min(), "{}", ns.name());
+            assert!(ns.lambda(f).is_finite() && ns.sigma(f) > 0.0, "{}", ns.name());
         }
     }
 

@@ -27,7 +27,9 @@ pub enum TimeCoordinate {
 pub struct TimeSpace {
     pub coordinate: TimeCoordinate,
     /// The final time is drawn uniformly in [a·t_min, b·t_min], t_min being the noise
-    /// schedule's default end (1e-3 for vp-linear: USF's [1e-4, 1e-3] is [0.1, 1.0]).
+    /// schedule's default end (1e-3 for vp-linear: USF's [1e-4, 1e-3] is [0.1, 1.0]),
+    /// clamped below at the schedule's `t_floor` (where it stops being defined: the first
+    /// training time of a discrete schedule, EDM's σ_min), so one space fits every schedule.
     pub t_end_relative: [f64; 2],
     /// Std of the Gaussian jitter of a timestep, in u units.
     pub jitter_std: f64,

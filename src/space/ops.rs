@@ -68,29 +68,18 @@ impl<'a> Candidates<'a> {
         if nfe == 0 {
             return Err(S3Error::field("search", "--nfe", "must be at least 1"));
         }
-        let t_min = ns.t_min();
+        let (t_min, t_floor, t_start) = (ns.t_min(), ns.t_floor(), ns.t_max());
         let [a, b] = space.time.t_end_relative;
-        let t_start = ns.t_max();
-        let t_ref = a * t_min;
-        if b * t_min >= t_start {
+        // The range is relative to the schedule's t_min and clamped to where the schedule
+        // is defined, so one space serves every noise schedule (USF's [0.1, 1]·t_min becomes
+        // [t_min, t_min] on a discrete schedule, whose first training time is t_min).
+        let (lo, hi) = ((a * t_min).max(t_floor), (b * t_min).max(t_floor));
+        if hi >= t_start {
             return Err(S3Error::field(
                 &space.name,
                 "time.t_end_relative",
                 format!(
-                    "[{a}, {b}] × t_min = {t_min} reaches {} ≥ {}'s start time {t_start}",
-                    b * t_min,
-                    ns.name()
-                ),
-            ));
-        }
-        if !(ns.lambda(t_ref).is_finite() && ns.sigma(t_ref) > 0.0) {
-            return Err(S3Error::field(
-                &space.name,
-                "time.t_end_relative",
-                format!(
-                    "[{a}, {b}] × t_min = {t_min} reaches down to t = {t_ref}, where {} has no \
-                     finite log-SNR (a discrete schedule starts at its first training time \
-                     {t_min}); raise the lower bound",
+                    "[{a}, {b}] × t_min = {t_min} reaches {hi} ≥ {}'s start time {t_start}",
                     ns.name()
                 ),
             ));
@@ -100,8 +89,8 @@ impl<'a> Candidates<'a> {
             ns,
             nfe,
             t_start,
-            t_ref,
-            t_end_range: (a * t_min, b * t_min),
+            t_ref: lo,
+            t_end_range: (lo, hi),
         })
     }
 
