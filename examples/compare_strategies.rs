@@ -119,6 +119,7 @@ fn run_one(
         final_samples: a.samples,
         predictor: None,
         models_dir: None,
+        reference_nfe: None,
     };
     let id = format!("{dataset}-nfe{nfe}-{}-seed{seed}", strategy.as_str());
     if store.run(&id).expect("store").is_none() {

@@ -96,10 +96,13 @@ fn search_beats_the_best_classic_solver_and_exports() {
     let show: serde_json::Value =
         serde_json::from_str(&ok(&["runs", "show", "run-a", "--store", store, "--json"])).unwrap();
     assert_eq!(show["finished"], 120);
-    // A second run with the same seed proposes the same candidates: all served by the cache.
-    let ev2 = events(&ok(&mse_args("run-b", "20")));
+    // A second run with the same seed and budget proposes the same candidates: all served
+    // by the cache, and the MSE reference comes from the store.
+    let ev2 = events(&ok(&mse_args("run-b", "120")));
+    let reference = ev2.iter().find(|e| e["event"] == "reference").unwrap();
+    assert_eq!(reference["cached"], true, "{reference}");
     let trials: Vec<_> = ev2.iter().filter(|e| e["event"] == "trial").collect();
-    assert_eq!(trials.len(), 20);
+    assert_eq!(trials.len(), 120);
     assert!(trials.iter().all(|t| t["cached"] == true), "{trials:?}");
 }
 
@@ -253,4 +256,43 @@ fn bad_predictor_flags_are_refused_before_anything_runs() {
     // Nothing was recorded for the refused runs.
     let list = ok(&["runs", "list", "--store", store_s]);
     assert!(!list.contains("run-x") && !list.contains("run-y"), "{list}");
+}
+
+#[test]
+fn the_default_spaces_run_on_every_noise_schedule() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let store = store.to_str().unwrap();
+    for space in ["usf", "quick"] {
+        for ns in s3::noise::NOISE_SCHEDULE_NAMES.split(", ") {
+            let run = format!("{space}-{ns}");
+            let ev = events(&ok(&[
+                "search",
+                "--dataset",
+                "toy2d",
+                "--noise-schedule",
+                ns,
+                "--space",
+                space,
+                "--nfe",
+                "5",
+                "--budget",
+                "16",
+                "--stage-size",
+                "8",
+                "--samples",
+                "100",
+                "--store",
+                store,
+                "--run-id",
+                &run,
+                "--json",
+            ]));
+            let trials: Vec<_> = ev.iter().filter(|e| e["event"] == "trial").collect();
+            assert_eq!(trials.len(), 16, "{run}");
+            let failed: Vec<_> = trials.iter().filter(|t| !t["error"].is_null()).collect();
+            assert!(failed.is_empty(), "{run}: {failed:?}");
+            assert_eq!(ev.last().unwrap()["outcome"]["completed"], true, "{run}");
+        }
+    }
 }

@@ -8,10 +8,13 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use s3::dataset::{Dataset, LoadOptions};
 use s3::io::{grid, npy};
-use s3::metric::{Evaluator, Floor, MetricKind, prior_std, standard_noise};
+use s3::metric::{
+    DEFAULT_REFERENCE_NFE, Evaluator, Floor, MetricKind, ReferenceCache, ReferenceInfo, prior_std,
+    psnr_db, standard_noise,
+};
 use s3::noise::{BetaSchedule, NoiseSchedule, NoiseScheduleName};
 use s3::onnx::{Device, RunOptions, SessionOptions};
-use s3::solver::{ClassicSolver, Prediction, SolverSchedule, Spacing};
+use s3::solver::{SolverSchedule, classic_grid};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -22,9 +25,11 @@ use std::time::Instant;
     version,
     about = "Search per-step ODE solver schedules for diffusion models (S³ / USF)",
     long_about = "s3 runs any per-step solver schedule exactly on a diffusion model, measures it, \
-                  and compares it with the classic solvers. Datasets are exact analytic models \
-                  (Gaussian mixtures): the built-in presets digits (default), toy2d, gmm32, or \
-                  a mixture JSON file."
+                  and compares it with the classic solvers, and searches schedules that beat \
+                  them. --dataset takes a preset (digits, the default; toy2d; gmm32: exact \
+                  analytic Gaussian mixtures; cifar10: the network in MODELS/cifar10/), a \
+                  mixture JSON file, or a network's model config (an s3-onnx-model .json file \
+                  or a directory holding model.json, run through ONNX Runtime)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -54,7 +59,9 @@ enum Command {
 /// The model and noise schedule a command runs.
 #[derive(Args)]
 pub(crate) struct ModelArgs {
-    /// Dataset preset (digits, toy2d, gmm32) or a mixture JSON file.
+    /// Dataset: a preset (digits, toy2d, gmm32: exact mixtures; cifar10: the network in
+    /// MODELS/cifar10/), a mixture .json file, or a network's model config (an s3-onnx-model
+    /// .json file, or a directory holding model.json).
     #[arg(long, default_value = "digits")]
     pub(crate) dataset: String,
     /// Noise schedule: vp-linear, vp-discrete, vp-cosine, edm [default: the dataset's].
@@ -67,7 +74,7 @@ pub(crate) struct ModelArgs {
     pub(crate) network: NetworkArgs,
 }
 
-/// Where real-network presets (cifar10) find their files and how their models run.
+/// Where network presets (cifar10) find their files and how networks run.
 #[derive(Args, Clone)]
 pub(crate) struct NetworkArgs {
     /// Models directory of real-network presets [default: $S3_MODELS_DIR, else ./models].
@@ -82,8 +89,7 @@ pub(crate) struct NetworkArgs {
     /// ONNX Runtime threads (0: all cores).
     #[arg(long, default_value_t = 0)]
     pub(crate) threads: usize,
-    /// Classifier-free guidance scale for class-conditional networks [default: the model
-    /// config's].
+    /// Classifier-free guidance scale of conditional networks [default: the model config's].
     #[arg(long)]
     pub(crate) guidance_scale: Option<f64>,
 }
@@ -136,13 +142,39 @@ struct MetricArgs {
     /// Seed of the initial noise.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Metric: fd (Fréchet distance to the exact data moments) or mse (to a reference solve)
-    /// [default: the dataset's].
+    /// Metric: fd (Fréchet distance to the exact data moments, or FID for a network with FID
+    /// files) or mse (to a reference solve from the same noise: exact for mixtures, the
+    /// teacher for networks) [default: the dataset's].
     #[arg(long)]
     metric: Option<String>,
+    #[command(flatten)]
+    reference: ReferenceArgs,
     /// Print machine-readable JSON instead of text.
     #[arg(long)]
     json: bool,
+}
+
+/// How MSE references are solved and where they are kept.
+#[derive(Args, Clone)]
+pub(crate) struct ReferenceArgs {
+    /// Model calls of a network's teacher (the MSE reference: RK4, checked against the
+    /// solve with half the calls) [default: 200].
+    #[arg(long, value_name = "NFE")]
+    pub(crate) reference_nfe: Option<usize>,
+    /// The store whose references/ folder keeps MSE references, so each is solved once
+    /// [default: $S3_STORE, else ./s3-store].
+    #[arg(long, value_name = "DIR")]
+    pub(crate) store: Option<PathBuf>,
+}
+
+impl ReferenceArgs {
+    /// Applies the teacher settings and the store's reference cache to `ev`.
+    pub(crate) fn apply<'a>(&self, ev: Evaluator<'a>) -> Result<Evaluator<'a>> {
+        let store = search::store_path(self.store.as_deref());
+        Ok(ev
+            .with_reference_cache(ReferenceCache::in_store(&store))
+            .with_reference_nfe(self.reference_nfe.unwrap_or(DEFAULT_REFERENCE_NFE))?)
+    }
 }
 
 impl MetricArgs {
@@ -155,7 +187,8 @@ impl MetricArgs {
         if n < 2 {
             bail!("--samples must be at least 2, got {n}");
         }
-        Ok(Evaluator::new(ds, ns, kind, n, self.seed)?)
+        self.reference
+            .apply(Evaluator::new(ds, ns, kind, n, self.seed)?)
     }
 }
 
@@ -225,8 +258,9 @@ pub fn run() -> Result<()> {
 /// The floor in words: what exact samples read, or why there is none.
 fn floor_text(floor: &Option<Floor>) -> String {
     match floor {
+        Some(f) if f.teacher_nfe.is_some() => format!("floor {f}"),
         Some(f) => format!("exact samples read {f}"),
-        None => "no floor: a real network has no exact data to draw from".into(),
+        None => "no floor: FID against real-data statistics has no exact data to draw from".into(),
     }
 }
 
@@ -255,19 +289,35 @@ fn sample(a: SampleArgs) -> Result<()> {
     let out = sampler
         .sample(&schedule, &x_t)
         .with_context(|| format!("running {}", a.schedule.display()))?;
-    npy::write_samples(&a.out, &out.samples, &shape).context("--out")?;
+    // With a decoder (a latent model), what is written and drawn is the decoded output.
+    let decoded = ds.output_shape() != shape.as_slice();
+    let out_shape = ds.output_shape().to_vec();
+    let values = ds.decode(out.samples).context("decoding the samples")?;
+    npy::write_samples(&a.out, &values, &out_shape).context("--out")?;
     if let Some(g) = &a.grid {
-        grid::write_png(g, &out.samples, &shape).context("--grid")?;
+        grid::write_png(g, &values, &out_shape).context("--grid")?;
     }
     eprintln!(
-        "wrote {} samples of shape {:?} to {} ({} model calls each, {:.2} s)",
-        out.samples.len() / dim,
-        shape,
+        "wrote {} {} of shape {:?} to {} ({} model calls each, {:.2} s)",
+        z.len() / dim,
+        if decoded {
+            "decoded samples"
+        } else {
+            "samples"
+        },
+        out_shape,
         a.out.display(),
         out.nfe,
         start.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+#[derive(Serialize)]
+struct ReferenceReport {
+    #[serde(flatten)]
+    info: ReferenceInfo,
+    cached: bool,
 }
 
 #[derive(Serialize)]
@@ -278,6 +328,12 @@ struct EvalReport<'a> {
     metric: &'static str,
     value: f64,
     floor: Option<Floor>,
+    /// For MSE: the same as PSNR (dB, values in [−1, 1]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    psnr_db: Option<f64>,
+    /// For MSE: how the reference was solved, and whether it came from the store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reference: Option<ReferenceReport>,
     nfe: usize,
     samples: usize,
     seed: u64,
@@ -299,6 +355,14 @@ fn eval(a: EvalArgs) -> Result<()> {
         metric: ev.metric_label(),
         value: e.value,
         floor,
+        psnr_db: (ev.kind() == MetricKind::Mse).then(|| psnr_db(e.value)),
+        reference: match (ev.kind(), ev.reference_was_cached()) {
+            (MetricKind::Mse, Some(cached)) => Some(ReferenceReport {
+                info: ev.reference_info()?.clone(),
+                cached,
+            }),
+            _ => None,
+        },
         nfe: e.nfe,
         samples: e.samples,
         seed: a.metric.seed,
@@ -308,10 +372,13 @@ fn eval(a: EvalArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "{}: {} = {:.6} at NFE {} ({} samples, seed {}; {})",
+            "{}: {} = {:.6}{} at NFE {} ({} samples, seed {}; {})",
             report.schedule,
             report.metric,
             report.value,
+            report
+                .psnr_db
+                .map_or(String::new(), |p| format!(" (PSNR {p:.2} dB)")),
             report.nfe,
             report.samples,
             report.seed,
@@ -342,19 +409,6 @@ struct BaselinesReport<'a> {
     results: Vec<BaselineRow>,
 }
 
-/// The end time a classic solver uses with a spacing: continuous spacings stop at the
-/// schedule's t_min; diffusers' spacings end at σ = 0 (data prediction, DDIM) or at the first
-/// training timestep (noise-prediction DPM-Solver, as diffusers requires).
-fn baseline_end(solver: ClassicSolver, spacing: Spacing, ns: &NoiseSchedule) -> f64 {
-    if !spacing.is_discrete() {
-        return ns.t_min();
-    }
-    match (solver, solver.prediction()) {
-        (ClassicSolver::DpmSolver { .. }, _) => ns.t_min(),
-        (_, Prediction::Data | Prediction::Noise) => 0.0,
-    }
-}
-
 fn baselines(a: BaselinesArgs) -> Result<()> {
     if a.nfe == 0 {
         bail!("--nfe must be at least 1");
@@ -367,49 +421,33 @@ fn baselines(a: BaselinesArgs) -> Result<()> {
     }
     let start = Instant::now();
     let mut rows = Vec::new();
-    for solver in ClassicSolver::all() {
-        for spacing in Spacing::all_for(&ns) {
-            let t_end = baseline_end(solver, spacing, &ns);
-            let built = spacing
-                .timesteps(&ns, a.nfe, ns.t_max(), t_end)
-                .map_err(anyhow::Error::from)
-                .and_then(|ts| Ok(solver.build(ts, true)?));
-            let (value, error, file) = match built {
-                Err(e) => (None, Some(format!("{e:#}")), None),
-                Ok(s) => {
-                    let file = match &a.emit {
-                        Some(dir) => {
-                            let name = format!(
-                                "{}_{}.json",
-                                slug(&solver.label()),
-                                slug(&spacing.label())
-                            );
-                            let path = dir.join(&name);
-                            let s = s.clone().with_name(format!(
-                                "{} {}",
-                                solver.label(),
-                                spacing.label()
-                            ));
-                            s.save(&path, &ns)
-                                .with_context(|| format!("--emit: {}", path.display()))?;
-                            Some(path.display().to_string())
-                        }
-                        None => None,
-                    };
-                    match ev.evaluate(&s) {
-                        Ok(e) => (Some(e.value), None, file),
-                        Err(e) => (None, Some(e.to_string()), file),
+    for entry in classic_grid(&ns, a.nfe) {
+        let (solver, spacing) = (entry.solver.label(), entry.spacing.label());
+        let (value, error, file) = match entry.schedule {
+            Err(e) => (None, Some(e.to_string()), None),
+            Ok(s) => {
+                let file = match &a.emit {
+                    Some(dir) => {
+                        let path = dir.join(format!("{}_{}.json", slug(&solver), slug(&spacing)));
+                        s.save(&path, &ns)
+                            .with_context(|| format!("--emit: {}", path.display()))?;
+                        Some(path.display().to_string())
                     }
+                    None => None,
+                };
+                match ev.evaluate(&s) {
+                    Ok(e) => (Some(e.value), None, file),
+                    Err(e) => (None, Some(e.to_string()), file),
                 }
-            };
-            rows.push(BaselineRow {
-                solver: solver.label(),
-                spacing: spacing.label(),
-                value,
-                error,
-                file,
-            });
-        }
+            }
+        };
+        rows.push(BaselineRow {
+            solver,
+            spacing,
+            value,
+            error,
+            file,
+        });
     }
     rows.sort_by(|x, y| {
         x.value
@@ -441,11 +479,14 @@ fn baselines(a: BaselinesArgs) -> Result<()> {
         report.seed
     );
     match &report.floor {
+        Some(f) if f.teacher_nfe.is_some() => println!("Floor: {f}\n"),
         Some(f) => println!(
             "Floor ({} of exact data samples, same count): {f}\n",
             report.metric
         ),
-        None => println!("No floor: a real network has no exact data to draw from\n"),
+        None => {
+            println!("No floor: FID against real-data statistics has no exact data to draw from\n")
+        }
     }
     println!(
         "{:>4}  {:<20} {:<22} {:>12}",

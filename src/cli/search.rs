@@ -11,7 +11,7 @@ use s3::solver::SolverSchedule;
 use s3::store::{Store, TrialStatus};
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The default store directory when neither `--store` nor `S3_STORE` is given.
 pub const DEFAULT_STORE: &str = "s3-store";
@@ -23,12 +23,16 @@ pub struct StoreArg {
     store: Option<PathBuf>,
 }
 
+/// The store directory: the flag, else `S3_STORE`, else `./s3-store`.
+pub(crate) fn store_path(flag: Option<&std::path::Path>) -> PathBuf {
+    flag.map(std::path::Path::to_path_buf)
+        .or_else(|| std::env::var_os("S3_STORE").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_STORE))
+}
+
 impl StoreArg {
     fn path(&self) -> PathBuf {
-        self.store
-            .clone()
-            .or_else(|| std::env::var_os("S3_STORE").map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_STORE))
+        store_path(self.store.as_deref())
     }
 
     fn open(&self) -> Result<Store> {
@@ -52,7 +56,8 @@ pub struct SearchArgs {
     /// e.g. s3-store/runs/RUN/predictor.
     #[arg(long, value_name = "STEM")]
     predictor: Option<PathBuf>,
-    /// True-metric evaluations to spend.
+    /// True-metric evaluations to spend, the classic seeds included (they take at most a
+    /// quarter: the best-known few when the budget is small).
     #[arg(long, default_value_t = 200)]
     budget: usize,
     /// Seed of the search and of the evaluation noise.
@@ -70,9 +75,13 @@ pub struct SearchArgs {
     /// Candidates per stage.
     #[arg(long, default_value_t = 20)]
     stage_size: usize,
-    /// Metric: fd or mse [default: the dataset's].
+    /// Metric: fd (FID for a network with FID files) or mse (to the exact solve for
+    /// mixtures, to the teacher for networks) [default: the dataset's].
     #[arg(long)]
     metric: Option<String>,
+    /// Model calls of a network's teacher for --metric mse [default: 200].
+    #[arg(long, value_name = "NFE")]
+    reference_nfe: Option<usize>,
     /// Continue the run RUN with its stored configuration.
     #[arg(long, value_name = "RUN")]
     resume: Option<String>,
@@ -92,7 +101,8 @@ pub struct SearchArgs {
     json: bool,
 }
 
-fn new_config(a: &SearchArgs) -> Result<SearchConfig> {
+/// The configuration of a new run, and the dataset's name (for the run id).
+fn new_config(a: &SearchArgs) -> Result<(SearchConfig, String)> {
     let Some(nfe) = a.nfe else {
         bail!("--nfe is required for a new search (or give --resume RUN)");
     };
@@ -130,6 +140,7 @@ fn new_config(a: &SearchArgs) -> Result<SearchConfig> {
         stage_size: a.stage_size,
         final_top: 5,
         final_samples: a.final_samples.unwrap_or(2 * samples),
+        reference_nfe: a.reference_nfe,
         models_dir: match ds.network() {
             Some(_) => {
                 let dir = s3::onnx::models_dir(a.model.network.models_dir.as_deref());
@@ -148,14 +159,147 @@ fn new_config(a: &SearchArgs) -> Result<SearchConfig> {
         },
     };
     cfg.validate()?;
-    Ok(cfg)
+    if let Some(n) = cfg.reference_nfe
+        && n < s3::metric::MIN_REFERENCE_NFE
+    {
+        bail!(
+            "--reference-nfe {n}: expected at least {}",
+            s3::metric::MIN_REFERENCE_NFE
+        );
+    }
+    Ok((cfg, ds.name.clone()))
+}
+
+/// Without a terminal, a trial line at most this often (seconds), so slow evaluations
+/// still show progress in logs.
+const TRIAL_LINE_INTERVAL_S: u64 = 10;
+
+/// Renders search events: JSON lines, or text lines (with a progress bar on a terminal).
+struct EventPrinter<'a> {
+    bar: Option<&'a ProgressBar>,
+    json: bool,
+    text: bool,
+    /// When the last text line was printed.
+    last_line: Instant,
+    final_samples: usize,
+}
+
+impl EventPrinter<'_> {
+    fn say(&mut self, line: String) {
+        self.last_line = Instant::now();
+        match self.bar {
+            Some(b) => b.println(line),
+            None => println!("{line}"),
+        }
+    }
+
+    fn print(&mut self, e: &Event) {
+        if self.json {
+            println!("{}", serde_json::to_string(e).expect("events serialise"));
+            return;
+        }
+        if !self.text {
+            return;
+        }
+        match e {
+            Event::Started { run_id, resumed, evaluated, budget, recovered_trials, seeds } => {
+                if let Some(b) = self.bar {
+                    b.set_position(*evaluated as u64);
+                }
+                self.say(format!(
+                    "{} run {run_id}: {evaluated}/{budget} evaluations done, the first {seeds} \
+                     being classic solvers{}",
+                    if *resumed { "resuming" } else { "starting" },
+                    if *recovered_trials > 0 {
+                        format!(" ({recovered_trials} interrupted trials marked failed)")
+                    } else {
+                        String::new()
+                    }
+                ))
+            }
+            Event::Estimate { seconds_each, evaluations_left, final_evaluations, total_s } => {
+                self.say(format!(
+                    "cost estimate: {evaluations_left} evaluations left × {seconds_each:.2} s, \
+                     then the final ranking ({final_evaluations} evaluations on \
+                     {} samples) ≈ {} in all",
+                    self.final_samples,
+                    duration(*total_s)
+                ))
+            }
+            Event::Reference { nfe, doubling_mse, seconds, cached } => self.say(format!(
+                "MSE reference: {nfe} model calls a sample, {} (doubling check {doubling_mse:.3e})",
+                if *cached {
+                    "from the store".to_string()
+                } else {
+                    format!("solved in {}", duration(*seconds))
+                }
+            )),
+            Event::Baselines { best_classic, value } => {
+                self.say(format!("best classic solver: {best_classic} = {value:.6}"))
+            }
+            Event::Trial { number, evaluated, best, eta_s, .. } => {
+                if let Some(b) = self.bar {
+                    b.set_position(*evaluated as u64);
+                    if let Some(v) = best {
+                        b.set_message(format!("best {v:.6}"));
+                    }
+                } else if self.last_line.elapsed().as_secs() >= TRIAL_LINE_INTERVAL_S {
+                    self.say(format!(
+                        "trial {number}: {evaluated} evaluated, best {}{}",
+                        best.map_or("-".into(), |b| format!("{b:.6}")),
+                        eta_s.map_or(String::new(), |t| format!(", ~{} left", duration(t)))
+                    ));
+                }
+            }
+            Event::Stage { stage, evaluated, budget, best, best_classic, elapsed_s, eta_s, predictor } => {
+                let ratio = match (best, best_classic) {
+                    (Some(b), Some(c)) if *b > 0.0 => format!(" (best classic {c:.6}, ×{:.2})", c / b),
+                    _ => String::new(),
+                };
+                let tau = predictor.as_ref().map_or(String::new(), |p| {
+                    match p.holdout_tau {
+                        Some(t) => format!(", predictor τ {t:.2} (held out, {} trials)", p.trials),
+                        None if p.trials == 0 => ", warm-start predictor".into(),
+                        None => format!(", predictor on {} trials", p.trials),
+                    }
+                });
+                self.say(format!(
+                    "stage {stage}: {evaluated}/{budget} evaluated, best {}{ratio}{tau}, {elapsed_s:.0} s{}",
+                    best.map_or("-".into(), |b| format!("{b:.6}")),
+                    eta_s.map_or(String::new(), |t| format!(", ~{} left", duration(t)))
+                ))
+            }
+            Event::Stopped { reason, .. } => self.say(format!("stopped: {reason}")),
+            Event::Final { evaluations, seconds, .. } => self.say(format!(
+                "final ranking: {evaluations} evaluations on other noise in {} (outside the budget)",
+                duration(*seconds)
+            )),
+        }
+    }
+}
+
+/// Seconds as `42 s`, `3.5 min` or `1.2 h`.
+fn duration(s: f64) -> String {
+    if s < 120.0 {
+        format!("{s:.0} s")
+    } else if s < 7200.0 {
+        format!("{:.1} min", s / 60.0)
+    } else {
+        format!("{:.1} h", s / 3600.0)
+    }
 }
 
 /// Runs or resumes a search.
 pub fn search(a: SearchArgs) -> Result<()> {
+    // A new run's model and flags are checked before the store is opened, so a model that
+    // fails to load leaves nothing behind.
+    let fresh = match &a.resume {
+        Some(_) => None,
+        None => Some(new_config(&a)?),
+    };
     let store = a.store.open()?;
-    let (run_id, config) = match &a.resume {
-        Some(id) => {
+    let (run_id, config) = match (&a.resume, fresh) {
+        (Some(id), _) => {
             if a.nfe.is_some() || a.run_id.is_some() {
                 bail!(
                     "--resume continues run {id} with its stored configuration; drop --nfe/--run-id"
@@ -168,20 +312,16 @@ pub fn search(a: SearchArgs) -> Result<()> {
                 .with_context(|| format!("run {id}: stored configuration"))?;
             (id.clone(), cfg)
         }
-        None => {
-            let cfg = new_config(&a)?;
+        (None, fresh) => {
+            let (cfg, dataset_name) = fresh.expect("a new run has a configuration");
             let id = a.run_id.clone().unwrap_or_else(|| {
                 let secs = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_secs())
                     .unwrap_or(0);
-                let ds = std::path::Path::new(&cfg.dataset)
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().to_string())
-                    .unwrap_or_default();
                 format!(
                     "{}-nfe{}-{}-{secs}",
-                    super::slug(&ds),
+                    super::slug(&dataset_name),
                     cfg.nfe,
                     cfg.strategy.as_str()
                 )
@@ -206,67 +346,14 @@ pub fn search(a: SearchArgs) -> Result<()> {
     } else {
         None
     };
-    let say = |line: String| match &bar {
-        Some(b) => b.println(line),
-        None => println!("{line}"),
+    let mut printer = EventPrinter {
+        bar: bar.as_ref(),
+        json: a.json,
+        text,
+        last_line: Instant::now(),
+        final_samples: config.final_samples,
     };
-    let json = a.json;
-    let outcome = runner.run(&mut |e: &Event| {
-        if json {
-            println!("{}", serde_json::to_string(e).expect("events serialise"));
-            return;
-        }
-        if !text {
-            return;
-        }
-        match e {
-            Event::Started { run_id, resumed, evaluated, budget, recovered_trials } => {
-                if let Some(b) = &bar {
-                    b.set_position(*evaluated as u64);
-                }
-                say(format!(
-                    "{} run {run_id}: {evaluated}/{budget} evaluations done{}",
-                    if *resumed { "resuming" } else { "starting" },
-                    if *recovered_trials > 0 {
-                        format!(" ({recovered_trials} interrupted trials marked failed)")
-                    } else {
-                        String::new()
-                    }
-                ))
-            }
-            Event::Baselines { best_classic, value } => {
-                say(format!("best classic solver: {best_classic} = {value:.6}"))
-            }
-            Event::Trial { evaluated, best, .. } => {
-                if let Some(b) = &bar {
-                    b.set_position(*evaluated as u64);
-                    if let Some(v) = best {
-                        b.set_message(format!("best {v:.6}"));
-                    }
-                }
-            }
-            Event::Stage { stage, evaluated, budget, best, best_classic, elapsed_s, eta_s, predictor } => {
-                let ratio = match (best, best_classic) {
-                    (Some(b), Some(c)) if *b > 0.0 => format!(" (best classic {c:.6}, ×{:.2})", c / b),
-                    _ => String::new(),
-                };
-                let tau = predictor.as_ref().map_or(String::new(), |p| {
-                    match p.holdout_tau {
-                        Some(t) => format!(", predictor τ {t:.2} (held out, {} trials)", p.trials),
-                        None if p.trials == 0 => ", warm-start predictor".into(),
-                        None => format!(", predictor on {} trials", p.trials),
-                    }
-                });
-                say(format!(
-                    "stage {stage}: {evaluated}/{budget} evaluated, best {}{ratio}{tau}, {elapsed_s:.0} s{}",
-                    best.map_or("-".into(), |b| format!("{b:.6}")),
-                    eta_s.map_or(String::new(), |t| format!(", ~{t:.0} s left"))
-                ))
-            }
-            Event::Stopped { reason, .. } => say(format!("stopped: {reason}")),
-            Event::Final { .. } => {}
-        }
-    })?;
+    let outcome = runner.run(&mut |e: &Event| printer.print(e))?;
     if let Some(b) = &bar {
         b.finish_and_clear();
     }

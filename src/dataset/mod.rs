@@ -1,17 +1,22 @@
-//! Datasets: a name (or a mixture file) resolved to a diffusion model, its noise schedule and
-//! the metric defaults. Presets: `digits` (default), `toy2d`, `gmm32` (exact analytic
-//! mixtures) and `cifar10` (a real network through ONNX Runtime, measured by FID; its files
-//! come from the models directory).
+//! Datasets: a name or a file resolved to a diffusion model, its noise schedule and the
+//! metric defaults. Presets: `digits` (default), `toy2d`, `gmm32` (exact analytic mixtures)
+//! and `cifar10` (a real network through ONNX Runtime, measured by FID; its files come from
+//! the models directory). Files: a mixture JSON, or a network's model config (`model.json`,
+//! or a directory holding one).
 
 mod network;
 mod presets;
 
-pub use network::{LoadOptions, Network};
+pub use network::{
+    DEFAULT_FID_SAMPLES, DEFAULT_TEACHER_SAMPLES, Fid, LoadOptions, Network, dataset_of,
+    from_model_config,
+};
 
 use crate::error::{Result, S3Error};
 use crate::metric::MetricKind;
 use crate::model::{Denoiser, GaussianMixture};
 use crate::noise::{BetaSchedule, NoiseSchedule, NoiseScheduleName, NoiseScheduleSpec};
+use crate::onnx::{MODEL_CONFIG_FILE, ModelConfigPath};
 use crate::solver::Sampler;
 use serde::Deserialize;
 use std::path::Path;
@@ -19,6 +24,10 @@ use std::sync::Arc;
 
 /// The preset names accepted by `--dataset`.
 pub const PRESET_NAMES: &str = "digits, toy2d, gmm32, cifar10";
+/// Every kind of value `--dataset` accepts, for help texts and errors.
+pub const DATASET_KINDS: &str = "a preset (digits, toy2d, gmm32: exact mixtures; cifar10: \
+    the network in MODELS/cifar10/), a mixture .json file, or a network's model config \
+    (an s3-onnx-model .json file, or a directory holding model.json)";
 
 /// Where a dataset's model comes from.
 #[derive(Debug, Clone)]
@@ -70,13 +79,23 @@ impl Dataset {
             "cifar10" => network::cifar10(options),
             other => {
                 let path = Path::new(other);
-                if path.exists() || other.ends_with(".json") {
+                if let Some(config) = ModelConfigPath::detect(path) {
+                    from_model_config(&config, None, options, None)
+                } else if path.is_dir() {
+                    Err(S3Error::field(
+                        other,
+                        "--dataset",
+                        format!(
+                            "a directory without a {MODEL_CONFIG_FILE}; expected {DATASET_KINDS}"
+                        ),
+                    ))
+                } else if path.exists() || other.ends_with(".json") {
                     Self::from_file(path)
                 } else {
                     Err(S3Error::UnknownName {
                         kind: "dataset",
                         name: other.to_string(),
-                        expected: format!("{PRESET_NAMES}, or a path to a mixture .json file"),
+                        expected: DATASET_KINDS.to_string(),
                     })
                 }
             }
@@ -142,6 +161,35 @@ impl Dataset {
         self.model().dim()
     }
 
+    /// The shape of one final output: after the network's decoder, else the sample shape.
+    pub fn output_shape(&self) -> &[usize] {
+        match &self.source {
+            DataSource::Network(n) => n.output_shape(),
+            DataSource::Mixture(m) => m.sample_shape(),
+        }
+    }
+
+    /// Final samples as outputs: through the network's decoder when it has one, else as
+    /// they are.
+    pub fn decode(&self, x: Vec<f32>) -> Result<Vec<f32>> {
+        match &self.source {
+            DataSource::Network(n) => match &n.decoder {
+                Some(d) => d.decode(&x),
+                None => Ok(x),
+            },
+            DataSource::Mixture(_) => Ok(x),
+        }
+    }
+
+    /// The exact data distribution, when it is known: the mixture itself, or the mixture a
+    /// network config names as its `data`.
+    pub fn exact_data(&self) -> Option<&GaussianMixture> {
+        match &self.source {
+            DataSource::Mixture(m) => Some(m),
+            DataSource::Network(n) => n.data.as_deref(),
+        }
+    }
+
     /// The exact mixture, for analytic datasets.
     pub fn mixture(&self) -> Option<&GaussianMixture> {
         match &self.source {
@@ -168,12 +216,15 @@ impl Dataset {
     }
 
     /// A stable identity of the model for the evaluation cache: name, noise schedule and a
-    /// hash of the mixture's parameters or of the network's files (so an edited file is a
-    /// new model).
+    /// hash of the mixture's parameters or of the network's config and every file it names
+    /// (so an edited file is a new model); a guidance scale other than 1 is part of it.
     pub fn identity(&self) -> String {
         let h = match &self.source {
             DataSource::Mixture(m) => m.identity(),
-            DataSource::Network(n) => n.identity.clone(),
+            DataSource::Network(n) => match n.model.guidance_scale() {
+                w if w != 1.0 => format!("{}/w={w}", n.identity),
+                _ => n.identity.clone(),
+            },
         };
         format!("{}@{}#{h}", self.name, self.noise.label())
     }

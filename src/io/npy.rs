@@ -14,9 +14,17 @@ pub struct SampleArray {
     pub data: Vec<f32>,
 }
 
-/// Reads `path` as samples of `sample_shape`: the array must be `[n, *sample_shape]` or
-/// `[n, prod(sample_shape)]`, of dtype f32 or f64, in C order, with finite values.
-pub fn read_samples(path: &Path, sample_shape: &[usize]) -> Result<SampleArray> {
+/// Any `.npy` array of f32 or f64 values, in C order, with finite values: its shape and
+/// its values as f32.
+#[derive(Debug, Clone)]
+pub struct Array {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// Reads `path` as an f32 array (from f32 or f64 files); errors name the file and what is
+/// wrong (dtype, order, a non-finite value and its index).
+pub fn read_array(path: &Path) -> Result<Array> {
     let err = |m: String| S3Error::Array {
         path: path.into(),
         message: m,
@@ -24,20 +32,6 @@ pub fn read_samples(path: &Path, sample_shape: &[usize]) -> Result<SampleArray> 
     let bytes = std::fs::read(path).map_err(|e| S3Error::io(path, e))?;
     let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| err(format!("not a .npy file: {e}")))?;
     let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
-    let dim: usize = sample_shape.iter().product();
-    let ok_shape = shape.len() >= 2
-        && shape[0] > 0
-        && (shape[1..] == *sample_shape || (shape.len() == 2 && shape[1] == dim));
-    if !ok_shape {
-        return Err(err(format!(
-            "array shape {shape:?}; expected [n, {}] or [n, {dim}] with n ≥ 1",
-            sample_shape
-                .iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
-    }
     if npy.order() != npyz::Order::C {
         return Err(err(
             "Fortran-ordered arrays are not supported; save with C order".into(),
@@ -69,9 +63,34 @@ pub fn read_samples(path: &Path, sample_shape: &[usize]) -> Result<SampleArray> 
             data[i]
         )));
     }
+    Ok(Array { shape, data })
+}
+
+/// Reads `path` as samples of `sample_shape`: the array must be `[n, *sample_shape]` or
+/// `[n, prod(sample_shape)]`, of dtype f32 or f64, in C order, with finite values.
+pub fn read_samples(path: &Path, sample_shape: &[usize]) -> Result<SampleArray> {
+    let a = read_array(path)?;
+    let shape = &a.shape;
+    let dim: usize = sample_shape.iter().product();
+    let ok_shape = shape.len() >= 2
+        && shape[0] > 0
+        && (shape[1..] == *sample_shape || (shape.len() == 2 && shape[1] == dim));
+    if !ok_shape {
+        return Err(S3Error::Array {
+            path: path.into(),
+            message: format!(
+                "array shape {shape:?}; expected [n, {}] or [n, {dim}] with n ≥ 1",
+                sample_shape
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+    }
     Ok(SampleArray {
         count: shape[0],
-        data,
+        data: a.data,
     })
 }
 

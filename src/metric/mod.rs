@@ -1,17 +1,22 @@
-//! Metrics of a schedule on an analytic dataset: the Fréchet distance (FD) between the
-//! samples' feature statistics and the exact data moments, or the MSE to a high-accuracy
-//! reference solve from the same noise. Each comes with its floor: the value that exact
-//! samples would read with the same sample count.
+//! Metrics of a schedule: the Fréchet distance (FD) between the samples' feature statistics
+//! and the exact data moments (or FID through a network's extractor), or the MSE to a
+//! reference solve from the same noise (exact for mixtures, a teacher for networks). Each
+//! comes with its floor: the value that exact samples would read with the same sample
+//! count, or the teacher's own error.
 
 pub mod features;
 pub mod frechet;
+pub mod reference_cache;
+pub mod teacher;
 
 pub use features::FeatureMap;
 pub use frechet::{Moments, frechet_distance};
+pub use reference_cache::{REFERENCES_DIR, ReferenceCache, ReferenceInfo};
+pub use teacher::{DEFAULT_REFERENCE_NFE, MIN_REFERENCE_NFE, psnr_db};
 
 use crate::dataset::{DataSource, Dataset};
 use crate::error::{Result, S3Error};
-use crate::model::{Denoiser, TimePoint, eval_eps};
+use crate::model::Denoiser;
 use crate::noise::NoiseSchedule;
 use crate::onnx::Images;
 use crate::solver::reference::reference_solve;
@@ -86,11 +91,22 @@ pub struct Floor {
     pub mean: f64,
     pub std: f64,
     pub draws: usize,
+    /// For a network's teacher MSE: the teacher's model calls (the floor is then its
+    /// doubling check, the MSE between it and the solve with half the calls).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub teacher_nfe: Option<usize>,
 }
 
 impl std::fmt::Display for Floor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.draws == 0 {
+        if let Some(n) = self.teacher_nfe {
+            write!(
+                f,
+                "{:.3e} (the teacher's own error: its NFE-{n} solve and the one with half the \
+                 calls differ by this MSE)",
+                self.mean
+            )
+        } else if self.draws == 0 {
             write!(f, "{:.6} (exact)", self.mean)
         } else {
             write!(
@@ -123,7 +139,11 @@ pub struct Evaluator<'a> {
     z: Vec<f32>,
     features: FeatureMap,
     exact: OnceLock<Moments>,
-    reference: OnceLock<Vec<f32>>,
+    reference: OnceLock<(Vec<f32>, ReferenceInfo)>,
+    /// Whether the reference came from the cache (set when it is first needed).
+    reference_cached: OnceLock<bool>,
+    reference_cache: Option<ReferenceCache>,
+    reference_nfe: usize,
 }
 
 impl<'a> Evaluator<'a> {
@@ -146,10 +166,42 @@ impl<'a> Evaluator<'a> {
             n,
             seed,
             z: standard_noise(n, dim, seed),
-            features: FeatureMap::for_shape(dataset.sample_shape()),
+            features: FeatureMap::for_shape(dataset.output_shape()),
             exact: OnceLock::new(),
             reference: OnceLock::new(),
+            reference_cached: OnceLock::new(),
+            reference_cache: None,
+            reference_nfe: DEFAULT_REFERENCE_NFE,
         })
+    }
+
+    /// Keeps MSE references in (and takes them from) `cache`.
+    pub fn with_reference_cache(mut self, cache: ReferenceCache) -> Self {
+        self.reference_cache = Some(cache);
+        self
+    }
+
+    /// Model calls of a network's teacher (mixtures have an exact reference instead).
+    pub fn with_reference_nfe(mut self, nfe: usize) -> Result<Self> {
+        if nfe < MIN_REFERENCE_NFE {
+            return Err(S3Error::field(
+                "metric",
+                "--reference-nfe",
+                format!("{nfe}; expected at least {MIN_REFERENCE_NFE}"),
+            ));
+        }
+        self.reference_nfe = nfe;
+        Ok(self)
+    }
+
+    /// The seed of the evaluator's noise.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// Whether the MSE reference is the teacher of a network (not an exact solve).
+    fn uses_teacher(&self) -> bool {
+        matches!(self.dataset.source, DataSource::Network(_))
     }
 
     /// The metric.
@@ -180,36 +232,62 @@ impl<'a> Evaluator<'a> {
 
     /// The statistics the samples are compared with: the exact feature moments of a
     /// mixture, or a network's reference statistics (FID).
-    fn reference_moments(&self) -> &Moments {
+    fn reference_moments(&self) -> Result<&Moments> {
+        if let DataSource::Network(n) = &self.dataset.source
+            && let Some(fid) = &n.fid
+        {
+            return Ok(&fid.stats);
+        }
+        let m = self.dataset.exact_data().ok_or_else(|| {
+            S3Error::field(
+                "metric",
+                "fd",
+                format!(
+                    "{} has neither FID files nor exact data (`fid` / `data` in its model \
+                     config); use --metric mse",
+                    self.dataset.name
+                ),
+            )
+        })?;
+        Ok(self.exact.get_or_init(|| self.features.mixture_moments(m)))
+    }
+
+    /// The FID parts of a network measured through its extractor.
+    fn fid(&self) -> Option<&crate::dataset::Fid> {
         match &self.dataset.source {
-            DataSource::Mixture(m) => self.exact.get_or_init(|| self.features.mixture_moments(m)),
-            DataSource::Network(n) => &n.stats,
+            DataSource::Network(n) => n.fid.as_ref(),
+            DataSource::Mixture(_) => None,
         }
     }
 
     /// What the Fréchet distance is computed on, for cache keys and reports: the feature map
     /// of a mixture (e.g. `identity(64)`), or `fid/<extractor>/stats#<hash>` for a network.
     pub fn metric_id(&self) -> String {
-        match (self.kind, &self.dataset.source) {
+        match (self.kind, self.fid()) {
+            (MetricKind::Mse, _) if self.uses_teacher() => {
+                format!("mse/teacher-rk4-nfe={}", self.reference_nfe)
+            }
             (MetricKind::Mse, _) => format!("mse/tol={REFERENCE_TOL}"),
-            (MetricKind::Fd, DataSource::Mixture(_)) => format!("fd/{}", self.features.label),
-            (MetricKind::Fd, DataSource::Network(n)) => format!("fid/{}", n.metric_id),
+            (MetricKind::Fd, Some(fid)) => format!("fid/{}", fid.metric_id),
+            (MetricKind::Fd, None) => format!("fd/{}", self.features.label),
         }
     }
 
     /// The metric's display name: `fid` for a network measured through its extractor,
     /// otherwise the metric's own name.
     pub fn metric_label(&self) -> &'static str {
-        match (self.kind, &self.dataset.source) {
-            (MetricKind::Fd, DataSource::Network(_)) => "fid",
+        match (self.kind, self.fid()) {
+            (MetricKind::Fd, Some(_)) => "fid",
             (k, _) => k.as_str(),
         }
     }
 
-    /// Runs `schedule` on the evaluator's noise and returns the samples.
+    /// Runs `schedule` on the evaluator's noise and returns the final outputs (after the
+    /// network's decoder, if any).
     pub fn samples_of(&self, schedule: &SolverSchedule) -> Result<Vec<f32>> {
         let x_t = self.initial_noise(schedule.timesteps[0]);
-        Ok(self.sampler().sample(schedule, &x_t)?.samples)
+        let x = self.sampler().sample(schedule, &x_t)?.samples;
+        self.dataset.decode(x)
     }
 
     /// The metric of `schedule`.
@@ -240,21 +318,20 @@ impl<'a> Evaluator<'a> {
         })
     }
 
-    /// The metric of final samples `x` (`n × dim`, from this evaluator's noise for MSE).
+    /// The metric of final outputs `x` (`n × prod(output shape)`, after the decoder; from
+    /// this evaluator's noise for MSE).
     pub fn value_of(&self, x: &[f32]) -> Result<f64> {
         match self.kind {
             MetricKind::Fd => {
-                let m = match &self.dataset.source {
-                    DataSource::Mixture(_) => {
-                        Moments::from_rows(&self.features.apply(x), self.features.out_dim())?
-                    }
-                    DataSource::Network(n) => {
-                        let images = Images::from_samples(x, self.dataset.sample_shape())?;
-                        let f = n.extractor.features(&images)?;
-                        Moments::from_rows(&f, n.extractor.dims())?
+                let m = match self.fid() {
+                    None => Moments::from_rows(&self.features.apply(x), self.features.out_dim())?,
+                    Some(fid) => {
+                        let images = Images::from_samples(x, self.dataset.output_shape())?;
+                        let f = fid.extractor.features(&images)?;
+                        Moments::from_rows(&f, fid.extractor.dims())?
                     }
                 };
-                frechet_distance(&m, self.reference_moments())
+                frechet_distance(&m, self.reference_moments()?)
             }
             MetricKind::Mse => {
                 let r = self.reference()?;
@@ -263,12 +340,7 @@ impl<'a> Evaluator<'a> {
                         "samples and reference differ in size".into(),
                     ));
                 }
-                let s: f64 = x
-                    .iter()
-                    .zip(r)
-                    .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
-                    .sum();
-                Ok(s / x.len() as f64)
+                Ok(teacher::mse(x, r))
             }
         }
     }
@@ -281,8 +353,8 @@ impl<'a> Evaluator<'a> {
     pub fn floor(&self) -> Result<Option<Floor>> {
         match self.kind {
             MetricKind::Fd => {
-                let Some(mixture) = self.dataset.mixture() else {
-                    // A real network has no exact data to draw from.
+                let (None, Some(mixture)) = (self.fid(), self.dataset.exact_data()) else {
+                    // FID on real data statistics: no exact data to draw from.
                     return Ok(None);
                 };
                 let values = (0..FLOOR_DRAWS)
@@ -300,23 +372,103 @@ impl<'a> Evaluator<'a> {
                     mean,
                     std: var.sqrt(),
                     draws: FLOOR_DRAWS,
+                    teacher_nfe: None,
                 }))
             }
-            MetricKind::Mse => Ok(Some(Floor {
-                mean: 0.0,
-                std: 0.0,
-                draws: 0,
-            })),
+            MetricKind::Mse => {
+                let info = self.reference_info()?;
+                Ok(Some(Floor {
+                    mean: info.doubling_mse,
+                    std: 0.0,
+                    draws: 0,
+                    teacher_nfe: self.uses_teacher().then_some(info.nfe),
+                }))
+            }
         }
     }
 
-    /// The reference endpoint for MSE: the probability-flow ODE solved by RK4 from T to the
-    /// schedule's default t_min (tolerance [`REFERENCE_TOL`]), then denoised with the exact
-    /// x0 prediction there. Computed once per evaluator.
+    /// The reference outputs for MSE (after the decoder), computed once per evaluator and
+    /// kept in the reference cache when it has one.
     pub fn reference(&self) -> Result<&[f32]> {
+        Ok(&self.reference_entry()?.0)
+    }
+
+    /// Whether the MSE reference was taken from the reference cache (None before it was
+    /// needed).
+    pub fn reference_was_cached(&self) -> Option<bool> {
+        self.reference_cached.get().copied()
+    }
+
+    /// How the MSE reference was obtained (model calls, the doubling check).
+    pub fn reference_info(&self) -> Result<&ReferenceInfo> {
+        Ok(&self.reference_entry()?.1)
+    }
+
+    /// The cache key of this evaluator's reference: model, noise schedule, noise, and how
+    /// the reference is solved.
+    fn reference_key(&self) -> String {
+        format!(
+            "{}|{}|seed={}|n={}|{}",
+            self.dataset.identity(),
+            self.ns.name(),
+            self.seed,
+            self.n,
+            self.metric_id()
+        )
+    }
+
+    fn reference_entry(&self) -> Result<&(Vec<f32>, ReferenceInfo)> {
         if let Some(r) = self.reference.get() {
             return Ok(r);
         }
+        let key = self.reference_key();
+        let shape = self.dataset.output_shape();
+        if let Some(cache) = &self.reference_cache
+            && let Some(found) = cache.get(&key, shape)?
+        {
+            let _ = self.reference_cached.set(true);
+            return Ok(self.reference.get_or_init(|| found));
+        }
+        let _ = self.reference_cached.set(false);
+        let start = std::time::Instant::now();
+        let (x, mut info) = if self.uses_teacher() {
+            self.teacher_reference()?
+        } else {
+            self.exact_reference()?
+        };
+        info.seconds = start.elapsed().as_secs_f64();
+        if let Some(cache) = &self.reference_cache {
+            cache.put(&key, &x, shape, &info)?;
+        }
+        Ok(self.reference.get_or_init(|| (x, info)))
+    }
+
+    /// A network's teacher: RK4 with [`Self::with_reference_nfe`] model calls from T to the
+    /// schedule's default t_min, denoised there and decoded, checked against the solve with
+    /// half the calls.
+    fn teacher_reference(&self) -> Result<(Vec<f32>, ReferenceInfo)> {
+        let (t0, t1) = (self.ns.t_max(), self.ns.t_min());
+        let solves = teacher::teacher_solves(
+            self.dataset.model(),
+            self.ns,
+            &self.initial_noise(t0),
+            (t0, t1),
+            self.reference_nfe,
+        )?;
+        let full = self.dataset.decode(solves.full)?;
+        let half = self.dataset.decode(solves.half)?;
+        let info = ReferenceInfo {
+            nfe: solves.nfe,
+            doubling_mse: teacher::mse(&full, &half),
+            seconds: 0.0,
+        };
+        Ok((full, info))
+    }
+
+    /// A mixture's exact reference: the probability-flow ODE solved by RK4 from T to the
+    /// schedule's default t_min (tolerance [`REFERENCE_TOL`]), then denoised with the exact
+    /// x0 prediction there.
+    fn exact_reference(&self) -> Result<(Vec<f32>, ReferenceInfo)> {
         let (t0, t1) = (self.ns.t_max(), self.ns.t_min());
         let x_t: Vec<f64> = self.initial_noise(t0).iter().map(|&v| v as f64).collect();
         let model: &dyn Denoiser = self.dataset.model();
@@ -329,24 +481,12 @@ impl<'a> Evaluator<'a> {
             REFERENCE_TOL,
             REFERENCE_MAX_STEPS,
         )?;
-        let x: Vec<f32> = sol.x.iter().map(|&v| v as f32).collect();
-        let (a, s) = (self.ns.alpha(t1), self.ns.sigma(t1));
-        let mut eps = vec![0f32; x.len()];
-        eval_eps(
-            model,
-            &x,
-            TimePoint {
-                t: t1,
-                alpha: a,
-                sigma: s,
-            },
-            &mut eps,
-        )?;
-        let x0: Vec<f32> = x
-            .iter()
-            .zip(&eps)
-            .map(|(&xi, &e)| ((xi as f64 - s * e as f64) / a) as f32)
-            .collect();
-        Ok(self.reference.get_or_init(|| x0))
+        let x0 = teacher::denoise(model, self.ns, &sol.x, t1)?;
+        let info = ReferenceInfo {
+            nfe: 4 * sol.steps + 1,
+            doubling_mse: 0.0,
+            seconds: 0.0,
+        };
+        Ok((x0, info))
     }
 }

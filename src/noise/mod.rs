@@ -324,7 +324,11 @@ mod tests {
         for ns in all() {
             let f = ns.t_floor();
             assert!(f > 0.0 && f <= ns.t_min(), "{}", ns.name());
-            assert!(ns.lambda(f).is_finite() && ns.sigma(f) > 0.0, "{}", ns.name());
+            assert!(
+                ns.lambda(f).is_finite() && ns.sigma(f) > 0.0,
+                "{}",
+                ns.name()
+            );
         }
     }
 

@@ -1,7 +1,10 @@
 //! Real networks through ONNX Runtime (`ort` with `load-dynamic`): finding the runtime
-//! library, sessions, diffusion models described by a config JSON beside the `.onnx` file,
-//! and feature extractors for FID.
+//! library, sessions, diffusion models described by a config JSON beside the `.onnx` file
+//! (with optional decoder and conditioning), and feature extractors for FID.
 
+mod conditioning;
+mod config;
+mod decoder;
 mod features;
 mod model;
 mod models_dir;
@@ -43,13 +46,16 @@ fn read_config<T: serde::de::DeserializeOwned>(
     Ok(c)
 }
 
+pub use conditioning::Conditions;
+pub use config::{
+    ClassLabels, ConditioningConfig, DecoderConfig, FidFiles, MODEL_CONFIG_FILE, MODEL_FORMAT,
+    MODEL_VERSION, ModelConfig, ModelConfigPath, ModelInputs, TimeInput,
+};
+pub use decoder::Decoder;
 pub use features::{
     EXTRACTOR_FORMAT, EXTRACTOR_VERSION, ExtractorConfig, FeatureExtractor, Images, quantize,
 };
-pub use model::{
-    ClassLabels, MODEL_FORMAT, MODEL_VERSION, ModelConfig, ModelInputs, OnnxModel, RunOptions,
-    TimeInput,
-};
+pub use model::{OnnxModel, RunOptions};
 pub use models_dir::{Cifar10Files, DEFAULT_MODELS_DIR, MODELS_DIR_ENV, models_dir};
 pub use runtime::{INSTALL_HINT, ORT_VERSION, RuntimeLibrary, environment, find_library};
 pub use session::{Device, Input, OnnxSession, SessionOptions};

@@ -71,6 +71,25 @@ pub struct OnnxSession {
     session: Mutex<Session>,
     inputs: Vec<String>,
     outputs: Vec<String>,
+    /// Declared tensor shapes by name (−1 for a dynamic dimension); None for non-tensors.
+    shapes: Vec<(String, Option<Vec<i64>>)>,
+}
+
+/// A tensor outlet's declared shape.
+fn outlet_shape(t: &ort::value::ValueType) -> Option<Vec<i64>> {
+    match t {
+        ort::value::ValueType::Tensor { shape, .. } => Some(shape.to_vec()),
+        _ => None,
+    }
+}
+
+/// A shape for messages: `[batch, 3, 32, 32]` with dynamic dimensions written as `?`.
+fn show_shape(shape: &[i64]) -> String {
+    let dims: Vec<String> = shape
+        .iter()
+        .map(|&d| if d < 0 { "?".into() } else { d.to_string() })
+        .collect();
+    format!("[{}]", dims.join(", "))
 }
 
 impl std::fmt::Debug for OnnxSession {
@@ -132,11 +151,18 @@ impl OnnxSession {
             .iter()
             .map(|o| o.name().to_string())
             .collect();
+        let shapes = session
+            .inputs()
+            .iter()
+            .chain(session.outputs())
+            .map(|o| (o.name().to_string(), outlet_shape(o.dtype())))
+            .collect();
         Ok(Self {
             path: path.to_path_buf(),
             session: Mutex::new(session),
             inputs,
             outputs,
+            shapes,
         })
     }
 
@@ -171,6 +197,40 @@ impl OnnxSession {
             self.path.display(),
             if is_input { "input" } else { "output" },
             names.join(", ")
+        )))
+    }
+
+    /// Errors unless the graph's input (`is_input`) or output `name` is a rank-(1 + k)
+    /// tensor `[batch, ...per_sample]` whose fixed dimensions agree with `per_sample` (k
+    /// values); dynamic dimensions are accepted. `what` names the config field; the message
+    /// gives the graph's actual shape.
+    pub fn require_shape(
+        &self,
+        name: &str,
+        is_input: bool,
+        per_sample: &[usize],
+        what: &str,
+    ) -> Result<()> {
+        self.require(name, is_input, what)?;
+        let Some((_, Some(shape))) = self.shapes.iter().find(|(n, _)| n == name) else {
+            return Ok(());
+        };
+        let fits = shape.len() == per_sample.len() + 1
+            && shape[1..]
+                .iter()
+                .zip(per_sample)
+                .all(|(&g, &want)| g < 0 || g as usize == want);
+        if fits {
+            return Ok(());
+        }
+        let want: Vec<i64> = std::iter::once(-1)
+            .chain(per_sample.iter().map(|&d| d as i64))
+            .collect();
+        Err(S3Error::Onnx(format!(
+            "{}: {what} `{name}` has shape {} in the graph; the config implies {}",
+            self.path.display(),
+            show_shape(shape),
+            show_shape(&want)
         )))
     }
 

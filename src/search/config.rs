@@ -77,6 +77,9 @@ pub struct SearchConfig {
     /// same files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub models_dir: Option<String>,
+    /// Model calls of a network's teacher for the MSE metric (None: the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference_nfe: Option<usize>,
 }
 
 impl SearchConfig {

@@ -5,12 +5,12 @@
 
 use super::config::SearchConfig;
 use super::s3::{PredictorFiles, PredictorStats};
-use super::strategy::{Evaluated, Proposal, StrategyContext, make_strategy};
+use super::strategy::{Evaluated, Proposal, StrategyContext, make_strategy, unseen_seeds};
 use crate::dataset::{Dataset, LoadOptions};
 use crate::error::{Result, S3Error};
-use crate::metric::Evaluator;
+use crate::metric::{DEFAULT_REFERENCE_NFE, Evaluator, MetricKind, ReferenceCache};
 use crate::noise::NoiseSchedule;
-use crate::solver::{ClassicSolver, SolverSchedule, Spacing};
+use crate::solver::{SolverSchedule, classic_grid};
 use crate::space::{Candidates, SearchSpace, schedule_hash};
 use crate::store::{CachedEval, EvalKey, Store, TrialStatus};
 use rand::SeedableRng;
@@ -35,6 +35,24 @@ pub enum Event {
         evaluated: usize,
         budget: usize,
         recovered_trials: usize,
+        /// Classic seeds this run evaluates first (part of the budget).
+        seeds: usize,
+    },
+    /// The MSE reference, solved before the first evaluation (or taken from the store's
+    /// references): model calls per sample, the doubling check, seconds it took.
+    Reference {
+        nfe: usize,
+        doubling_mse: f64,
+        seconds: f64,
+        cached: bool,
+    },
+    /// The cost estimate, after the first evaluation this process computed: the remaining
+    /// budget and the final ranking at the measured seconds per evaluation.
+    Estimate {
+        seconds_each: f64,
+        evaluations_left: usize,
+        final_evaluations: usize,
+        total_s: f64,
     },
     Baselines {
         best_classic: String,
@@ -48,8 +66,12 @@ pub enum Event {
         value: Option<f64>,
         cached: bool,
         error: Option<String>,
+        /// Seconds the evaluation took (0 from the cache).
+        seconds: f64,
         evaluated: usize,
         best: Option<f64>,
+        /// Seconds left at the measured rate (None before the first computed evaluation).
+        eta_s: Option<f64>,
     },
     Stage {
         stage: u32,
@@ -74,6 +96,9 @@ pub enum Event {
         best_classic_value: f64,
         samples: usize,
         seed: u64,
+        /// Evaluations the final ranking computed (outside the budget), and their time.
+        evaluations: usize,
+        seconds: f64,
     },
 }
 
@@ -83,13 +108,68 @@ pub struct RunOutcome {
     pub run_id: String,
     /// Whether the budget was spent (false: stopped by the time limit).
     pub completed: bool,
+    /// Trials counted against the budget.
     pub evaluated: usize,
+    /// Of the evaluations this process made in the search, how many it computed (the rest
+    /// came from the cache).
+    pub computed: usize,
     /// The best search value (on the search samples).
     pub best: Option<f64>,
     /// The best classic solver on the search samples.
     pub best_classic: Option<(String, f64)>,
     /// Final re-evaluation: (label, value) best first, on other noise and more samples.
     pub final_ranking: Vec<(String, f64)>,
+}
+
+/// The share of the budget the classic seeds may take: a small budget seeds with the
+/// best-known few solvers, a large one with the whole grid.
+pub const SEED_SHARE: f64 = 0.25;
+/// Stages in a row that propose nothing new before a run stops as exhausted.
+pub const IDLE_STAGE_LIMIT: u32 = 20;
+/// The trial source of a classic seed: `seed:<solver> <spacing>`.
+const SEED_SOURCE: &str = "seed:";
+/// The run's event log beside `best.json`: every event as one JSON line, in every mode.
+pub const EVENT_LOG: &str = "events.jsonl";
+
+/// How many classic seeds a run of `budget` evaluations takes (at least one).
+pub fn seed_limit(budget: usize) -> usize {
+    ((budget as f64 * SEED_SHARE).ceil() as usize).max(1)
+}
+
+/// What a run has done so far: rebuilt from the store on (re)start, updated per trial.
+struct Progress {
+    archive: Vec<Evaluated>,
+    seen: HashSet<String>,
+    /// Trials counted against the budget (finished or failed in evaluation).
+    evaluated: usize,
+    /// The evaluated count when this process started.
+    initial: usize,
+    best: Option<Evaluated>,
+    best_classic: Option<(String, f64, SolverSchedule)>,
+    /// Evaluations computed (not served by the cache) by this process, and their time.
+    computed: usize,
+    computed_seconds: f64,
+}
+
+impl Progress {
+    fn record(&mut self, e: Evaluated, source: &str) -> bool {
+        if let Some(label) = source.strip_prefix(SEED_SOURCE)
+            && self.best_classic.as_ref().is_none_or(|b| e.value < b.1)
+        {
+            self.best_classic = Some((label.to_string(), e.value, e.schedule.clone()));
+        }
+        let improved = self.best.as_ref().is_none_or(|b| e.value < b.value);
+        if improved {
+            self.best = Some(e.clone());
+        }
+        self.archive.push(e);
+        improved
+    }
+
+    /// Mean seconds of the evaluations this process computed.
+    fn seconds_each(&self) -> Option<f64> {
+        (self.computed > 0).then(|| self.computed_seconds / self.computed as f64)
+    }
 }
 
 /// One search run over one store.
@@ -101,12 +181,6 @@ pub struct SearchRunner<'a> {
     ns: NoiseSchedule,
     space: SearchSpace,
     max_time: Option<Duration>,
-}
-
-/// A stable identity of a model for the evaluation cache: dataset name, noise schedule and
-/// a hash of the mixture's parameters (so an edited mixture file is a new model).
-fn model_identity(ds: &Dataset) -> String {
-    ds.identity()
 }
 
 impl<'a> SearchRunner<'a> {
@@ -149,67 +223,69 @@ impl<'a> SearchRunner<'a> {
         self
     }
 
-    fn key(&self, ev: &Evaluator, hash: &str, samples: usize, seed: u64) -> EvalKey {
-        let metric = ev.metric_id();
+    fn dir(&self) -> PathBuf {
+        run_dir(self.store.path(), &self.run_id)
+    }
+
+    /// An evaluator on `samples` samples of noise `seed`, sharing the store's teacher
+    /// references.
+    fn evaluator(&self, samples: usize, seed: u64) -> Result<Evaluator<'_>> {
+        Evaluator::new(&self.dataset, &self.ns, self.config.metric, samples, seed)?
+            .with_reference_cache(ReferenceCache::in_store(self.store.path()))
+            .with_reference_nfe(self.config.reference_nfe.unwrap_or(DEFAULT_REFERENCE_NFE))
+    }
+
+    fn key(&self, ev: &Evaluator, hash: &str) -> EvalKey {
         EvalKey {
             schedule_hash: hash.to_string(),
-            model: model_identity(&self.dataset),
-            metric,
-            samples,
-            noise_seed: seed,
+            model: self.dataset.identity(),
+            metric: ev.metric_id(),
+            samples: ev.samples(),
+            noise_seed: ev.seed(),
         }
     }
 
-    /// The metric of `s` through the store's cache (computed and cached on a miss).
-    fn cached_value(&self, ev: &Evaluator, s: &SolverSchedule, seed: u64) -> Result<f64> {
-        let key = self.key(ev, &schedule_hash(s), ev.samples(), seed);
-        if let Some(c) = self.store.cached_eval(&key)? {
-            return Ok(c.value);
-        }
+    /// The metric of `s`, timed.
+    fn compute(ev: &Evaluator, s: &SolverSchedule) -> Result<CachedEval> {
         let start = Instant::now();
         let e = ev.evaluate(s)?;
-        self.store.put_eval(
-            &key,
-            &CachedEval {
-                value: e.value,
-                nfe: e.nfe,
-                seconds: start.elapsed().as_secs_f64(),
-            },
-            &self.run_id,
-        )?;
-        Ok(e.value)
+        Ok(CachedEval {
+            value: e.value,
+            nfe: e.nfe,
+            seconds: start.elapsed().as_secs_f64(),
+        })
     }
 
-    /// The classic solvers at the target NFE (every solver × spacing that builds).
-    fn classic_seeds(&self) -> Vec<Proposal> {
-        let mut out = Vec::new();
-        for solver in ClassicSolver::all() {
-            for spacing in Spacing::all_for(&self.ns) {
-                let t_end = if spacing.is_discrete() {
-                    match solver {
-                        ClassicSolver::DpmSolver { .. } => self.ns.t_min(),
-                        _ => 0.0,
-                    }
-                } else {
-                    self.ns.t_min()
-                };
-                let label = format!("{} {}", solver.label(), spacing.label());
-                if let Ok(s) = spacing
-                    .timesteps(&self.ns, self.config.nfe, self.ns.t_max(), t_end)
-                    .and_then(|ts| solver.build(ts, true))
-                {
-                    out.push(Proposal {
-                        schedule: s.with_name(label.clone()),
-                        source: format!("seed:{label}"),
-                    });
-                }
-            }
+    /// The metric of `s` from the store's cache, or computed (and then cached). The flag
+    /// says whether it was computed.
+    fn value(&self, ev: &Evaluator, s: &SolverSchedule) -> Result<(f64, bool)> {
+        let key = self.key(ev, &schedule_hash(s));
+        if let Some(c) = self.store.cached_eval(&key)? {
+            return Ok((c.value, false));
         }
-        out
+        let c = Self::compute(ev, s)?;
+        self.store.put_eval(&key, &c, &self.run_id)?;
+        Ok((c.value, true))
+    }
+
+    /// The classic seeds of this run: the best-known part of the classic grid that fits
+    /// [`SEED_SHARE`] of the budget.
+    fn seeds(&self) -> Vec<Proposal> {
+        classic_grid(&self.ns, self.config.nfe)
+            .into_iter()
+            .filter_map(|e| {
+                let label = e.label();
+                e.schedule.ok().map(|schedule| Proposal {
+                    schedule,
+                    source: format!("{SEED_SOURCE}{label}"),
+                })
+            })
+            .take(seed_limit(self.config.budget))
+            .collect()
     }
 
     fn write_best(&self, s: &SolverSchedule, value: f64, label: &str) -> Result<()> {
-        let dir = run_dir(self.store.path(), &self.run_id);
+        let dir = self.dir();
         std::fs::create_dir_all(&dir).map_err(|e| S3Error::io(&dir, e))?;
         let named = s.clone().with_name(format!(
             "{label} ({} {value:.6})",
@@ -221,11 +297,179 @@ impl<'a> SearchRunner<'a> {
         std::fs::rename(&tmp, &dst).map_err(|e| S3Error::io(&dst, e))
     }
 
+    /// Appends `e` to the run's event log and hands it to the caller.
+    fn emit(&self, e: &Event, on_event: &mut dyn FnMut(&Event)) -> Result<()> {
+        use std::io::Write;
+        let dir = self.dir();
+        std::fs::create_dir_all(&dir).map_err(|err| S3Error::io(&dir, err))?;
+        let path = dir.join(EVENT_LOG);
+        let line = serde_json::to_string(e).expect("events serialise");
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| writeln!(f, "{line}"))
+            .map_err(|err| S3Error::io(&path, err))?;
+        on_event(e);
+        Ok(())
+    }
+
+    /// Rebuilds the run's progress from its trials in the store.
+    fn load_progress(&self) -> Result<Progress> {
+        let mut p = Progress {
+            archive: Vec::new(),
+            seen: HashSet::new(),
+            evaluated: 0,
+            initial: 0,
+            best: None,
+            best_classic: None,
+            computed: 0,
+            computed_seconds: 0.0,
+        };
+        for t in self.store.trials(&self.run_id)? {
+            let interrupted = t
+                .error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("interrupted"));
+            if t.status == TrialStatus::Failed && interrupted {
+                continue;
+            }
+            p.evaluated += 1;
+            p.seen.insert(t.schedule_hash.clone());
+            if let (TrialStatus::Finished, Some(v)) = (t.status, t.value) {
+                let schedule: SolverSchedule =
+                    serde_json::from_value(t.schedule.clone()).map_err(|e| S3Error::Store {
+                        path: self.store.path().into(),
+                        message: format!(
+                            "run {} trial {}: bad schedule: {e}",
+                            self.run_id, t.number
+                        ),
+                    })?;
+                let e = Evaluated {
+                    schedule,
+                    hash: t.schedule_hash,
+                    value: v,
+                };
+                p.record(e, &t.source);
+            }
+        }
+        p.initial = p.evaluated;
+        Ok(p)
+    }
+
+    /// Seconds the rest of the run should take at the measured rate: the remaining budget
+    /// plus the final ranking (its sample count scales the cost).
+    fn eta(&self, p: &Progress) -> Option<f64> {
+        let each = p.seconds_each()?;
+        let cfg = &self.config;
+        let left = cfg.budget.saturating_sub(p.evaluated) as f64;
+        let final_cost =
+            self.final_evaluations() as f64 * (cfg.final_samples as f64 / cfg.samples as f64);
+        Some(each * (left + final_cost))
+    }
+
+    /// How many evaluations the final ranking pays at most: the best `final_top` and the
+    /// best classic solver.
+    fn final_evaluations(&self) -> usize {
+        self.config.final_top.min(self.config.budget) + 1
+    }
+
+    /// Evaluates one proposal as a trial (recorded before and after), unless this run has
+    /// already seen it.
+    fn trial(
+        &self,
+        ev: &Evaluator,
+        p: Proposal,
+        stage: u32,
+        progress: &mut Progress,
+        on_event: &mut dyn FnMut(&Event),
+    ) -> Result<()> {
+        let hash = schedule_hash(&p.schedule);
+        if !progress.seen.insert(hash.clone()) {
+            return Ok(());
+        }
+        let json = serde_json::to_value(&p.schedule).expect("schedules serialise");
+        let trial = self
+            .store
+            .begin_trial(&self.run_id, &hash, json, stage, &p.source)?;
+        let key = self.key(ev, &hash);
+        let result = match self.store.cached_eval(&key)? {
+            Some(c) => Ok((c, true)),
+            None => Self::compute(ev, &p.schedule).map(|c| (c, false)),
+        };
+        let (value, cached, error, seconds) = match result {
+            Ok((c, cached)) => {
+                self.store
+                    .finish_trial(&self.run_id, trial.number, &key, &c, cached)?;
+                (
+                    Some(c.value),
+                    cached,
+                    None,
+                    if cached { 0.0 } else { c.seconds },
+                )
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                self.store.fail_trial(&self.run_id, trial.number, &msg)?;
+                (None, false, Some(msg), 0.0)
+            }
+        };
+        progress.evaluated += 1;
+        let first_estimate = !cached && error.is_none() && progress.computed == 0;
+        if !cached && error.is_none() {
+            progress.computed += 1;
+            progress.computed_seconds += seconds;
+        }
+        if let Some(v) = value {
+            let e = Evaluated {
+                schedule: p.schedule.clone(),
+                hash: hash.clone(),
+                value: v,
+            };
+            if progress.record(e, &p.source) {
+                let label = format!("run {} trial {}", self.run_id, trial.number);
+                self.write_best(&p.schedule, v, &label)?;
+            }
+        }
+        let eta_s = self.eta(progress);
+        if first_estimate && let Some(total_s) = eta_s {
+            self.emit(
+                &Event::Estimate {
+                    seconds_each: seconds,
+                    evaluations_left: self.config.budget.saturating_sub(progress.evaluated),
+                    final_evaluations: self.final_evaluations(),
+                    total_s,
+                },
+                on_event,
+            )?;
+        }
+        self.emit(
+            &Event::Trial {
+                number: trial.number,
+                stage,
+                source: p.source,
+                hash,
+                value,
+                cached,
+                error,
+                seconds,
+                evaluated: progress.evaluated,
+                best: progress.best.as_ref().map(|b| b.value),
+                eta_s,
+            },
+            on_event,
+        )
+    }
+
+    fn time_is_up(&self, start: Instant) -> bool {
+        self.max_time.is_some_and(|limit| start.elapsed() >= limit)
+    }
+
     /// Runs (or resumes) the search until the budget is spent or the time limit passes.
     pub fn run(&self, on_event: &mut dyn FnMut(&Event)) -> Result<RunOutcome> {
         let start = Instant::now();
         let cfg = &self.config;
-        let ev = Evaluator::new(&self.dataset, &self.ns, cfg.metric, cfg.samples, cfg.seed)?;
+        let ev = self.evaluator(cfg.samples, cfg.seed)?;
         let ops = Candidates::new(&self.space, &self.ns, cfg.nfe)?;
         let record = self
             .store
@@ -236,79 +480,32 @@ impl<'a> SearchRunner<'a> {
             .get("stage")
             .and_then(|v| v.as_u64())
             .unwrap_or(0) as u32;
-
-        // The archive: every trial this run finished (or that failed in evaluation).
-        let mut archive: Vec<Evaluated> = Vec::new();
-        let mut seen: HashSet<String> = HashSet::new();
-        let mut evaluated = 0usize;
-        for t in self.store.trials(&self.run_id)? {
-            let interrupted = t
-                .error
-                .as_deref()
-                .is_some_and(|e| e.starts_with("interrupted"));
-            if t.status == TrialStatus::Failed && interrupted {
-                continue;
-            }
-            evaluated += 1;
-            seen.insert(t.schedule_hash.clone());
-            if let (TrialStatus::Finished, Some(v)) = (t.status, t.value) {
-                let schedule: SolverSchedule =
-                    serde_json::from_value(t.schedule.clone()).map_err(|e| S3Error::Store {
-                        path: self.store.path().into(),
-                        message: format!(
-                            "run {} trial {}: bad schedule: {e}",
-                            self.run_id, t.number
-                        ),
-                    })?;
-                archive.push(Evaluated {
-                    schedule,
-                    hash: t.schedule_hash,
-                    value: v,
-                });
-            }
-        }
-        let initial = evaluated;
-        on_event(&Event::Started {
-            run_id: self.run_id.clone(),
-            resumed: evaluated > 0 || stage > 0,
-            evaluated,
-            budget: cfg.budget,
-            recovered_trials: self.store.recovered_trials(),
-        });
-
-        // The classic solvers: the reference line, and seeds for the strategies that use them.
-        let seeds = self.classic_seeds();
-        let mut best_classic: Option<(String, f64, SolverSchedule)> = None;
-        for p in &seeds {
-            if let Ok(v) = self.cached_value(&ev, &p.schedule, cfg.seed)
-                && best_classic.as_ref().is_none_or(|b| v < b.1)
-            {
-                best_classic = Some((
-                    p.source.trim_start_matches("seed:").to_string(),
-                    v,
-                    p.schedule.clone(),
-                ));
-            }
-        }
-        if let Some((name, v, _)) = &best_classic {
-            on_event(&Event::Baselines {
-                best_classic: name.clone(),
-                value: *v,
-            });
-        }
-        let dir = run_dir(self.store.path(), &self.run_id);
+        let mut progress = self.load_progress()?;
+        self.emit(
+            &Event::Started {
+                run_id: self.run_id.clone(),
+                resumed: progress.evaluated > 0 || stage > 0,
+                evaluated: progress.evaluated,
+                budget: cfg.budget,
+                recovered_trials: self.store.recovered_trials(),
+                seeds: seed_limit(cfg.budget),
+            },
+            on_event,
+        )?;
+        self.prepare_reference(&ev, on_event)?;
+        let seeds = self.seeds();
         let mut strategy = make_strategy(
             cfg.strategy,
             StrategyContext {
                 space: &self.space,
                 ns: &self.ns,
                 nfe: cfg.nfe,
-                seeds,
+                seed_count: seeds.len(),
                 predictor: PredictorFiles {
-                    save_stem: dir.join("predictor"),
+                    save_stem: self.dir().join("predictor"),
                     meta: serde_json::json!({
                         "run": self.run_id,
-                        "model": model_identity(&self.dataset),
+                        "model": self.dataset.identity(),
                         "metric": cfg.metric.as_str(),
                         "samples": cfg.samples,
                         "nfe": cfg.nfe,
@@ -317,9 +514,7 @@ impl<'a> SearchRunner<'a> {
                 },
             },
         )?;
-        let mut best: Option<Evaluated> = crate::search::strategy::top(&archive, 1)
-            .first()
-            .map(|e| (*e).clone());
+        let mut baselines_told = false;
         let mut idle_stages = 0;
         // The latest predictor report, kept in the checkpoint for `s3 runs show`.
         let mut last_predictor = record
@@ -328,111 +523,51 @@ impl<'a> SearchRunner<'a> {
             .cloned()
             .unwrap_or(serde_json::Value::Null);
 
-        while evaluated < cfg.budget {
-            if let Some(limit) = self.max_time
-                && start.elapsed() >= limit
+        while progress.evaluated < cfg.budget {
+            if !baselines_told
+                && seeds
+                    .iter()
+                    .all(|p| progress.seen.contains(&schedule_hash(&p.schedule)))
             {
-                on_event(&Event::Stopped {
-                    reason: format!(
-                        "time limit {} s reached; resume with --resume {}",
-                        limit.as_secs(),
-                        self.run_id
-                    ),
-                    evaluated,
-                });
-                return Ok(self.outcome(false, evaluated, &best, &best_classic, vec![]));
+                baselines_told = self.tell_baselines(&progress, on_event)?;
+            }
+            if self.time_is_up(start) {
+                let limit = self.max_time.map_or(0, |l| l.as_secs());
+                self.emit(
+                    &Event::Stopped {
+                        reason: format!(
+                            "time limit {limit} s reached; resume with --resume {}",
+                            self.run_id
+                        ),
+                        evaluated: progress.evaluated,
+                    },
+                    on_event,
+                )?;
+                return Ok(self.outcome(false, &progress, vec![]));
             }
             let mut rng = StdRng::seed_from_u64(
                 cfg.seed ^ (0x9e37_79b9_7f4a_7c15u64.wrapping_mul(stage as u64 + 1)),
             );
-            let n = cfg.stage_size.min(cfg.budget - evaluated);
-            let proposals = strategy.propose(&ops, &archive, n, &mut rng)?;
+            let n = cfg.stage_size.min(cfg.budget - progress.evaluated);
+            let mut seen = progress.seen.clone();
+            let mut proposals = unseen_seeds(&seeds, &mut seen, n);
+            if proposals.len() < n {
+                let rest = n - proposals.len();
+                proposals.extend(strategy.propose(&ops, &progress.archive, rest, &mut rng)?);
+            }
             let predictor = strategy.predictor_stats();
             if let Some(p) = &predictor {
                 last_predictor = serde_json::to_value(p).expect("stats serialise");
             }
-            let before = evaluated;
+            let before = progress.evaluated;
             for p in proposals {
-                if evaluated >= cfg.budget {
+                if progress.evaluated >= cfg.budget || self.time_is_up(start) {
                     break;
                 }
-                if let Some(limit) = self.max_time
-                    && start.elapsed() >= limit
-                {
-                    break;
-                }
-                let hash = schedule_hash(&p.schedule);
-                if !seen.insert(hash.clone()) {
-                    continue;
-                }
-                let json = serde_json::to_value(&p.schedule).expect("schedules serialise");
-                let trial = self
-                    .store
-                    .begin_trial(&self.run_id, &hash, json, stage, &p.source)?;
-                let key = self.key(&ev, &hash, cfg.samples, cfg.seed);
-                let (value, cached, error) = match self.store.cached_eval(&key)? {
-                    Some(c) => {
-                        self.store
-                            .finish_trial(&self.run_id, trial.number, &key, &c, true)?;
-                        (Some(c.value), true, None)
-                    }
-                    None => {
-                        let t0 = Instant::now();
-                        match ev.evaluate(&p.schedule) {
-                            Ok(e) => {
-                                let c = CachedEval {
-                                    value: e.value,
-                                    nfe: e.nfe,
-                                    seconds: t0.elapsed().as_secs_f64(),
-                                };
-                                self.store.finish_trial(
-                                    &self.run_id,
-                                    trial.number,
-                                    &key,
-                                    &c,
-                                    false,
-                                )?;
-                                (Some(e.value), false, None)
-                            }
-                            Err(e) => {
-                                let msg = e.to_string();
-                                self.store.fail_trial(&self.run_id, trial.number, &msg)?;
-                                (None, false, Some(msg))
-                            }
-                        }
-                    }
-                };
-                evaluated += 1;
-                if let Some(v) = value {
-                    let e = Evaluated {
-                        schedule: p.schedule.clone(),
-                        hash: hash.clone(),
-                        value: v,
-                    };
-                    if best.as_ref().is_none_or(|b| v < b.value) {
-                        self.write_best(
-                            &p.schedule,
-                            v,
-                            &format!("run {} trial {}", self.run_id, trial.number),
-                        )?;
-                        best = Some(e.clone());
-                    }
-                    archive.push(e);
-                }
-                on_event(&Event::Trial {
-                    number: trial.number,
-                    stage,
-                    source: p.source,
-                    hash,
-                    value,
-                    cached,
-                    error,
-                    evaluated,
-                    best: best.as_ref().map(|b| b.value),
-                });
+                self.trial(&ev, p, stage, &mut progress, on_event)?;
             }
             stage += 1;
-            idle_stages = if evaluated == before {
+            idle_stages = if progress.evaluated == before {
                 idle_stages + 1
             } else {
                 0
@@ -441,57 +576,106 @@ impl<'a> SearchRunner<'a> {
                 &self.run_id,
                 serde_json::json!({
                     "stage": stage,
-                    "evaluated": evaluated,
-                    "best": best.as_ref().map(|b| b.value),
-                    "best_hash": best.as_ref().map(|b| b.hash.clone()),
+                    "evaluated": progress.evaluated,
+                    "best": progress.best.as_ref().map(|b| b.value),
+                    "best_hash": progress.best.as_ref().map(|b| b.hash.clone()),
                     "predictor": last_predictor,
                 }),
             )?;
             let elapsed = start.elapsed().as_secs_f64();
-            on_event(&Event::Stage {
-                stage: stage - 1,
-                evaluated,
-                budget: cfg.budget,
-                best: best.as_ref().map(|b| b.value),
-                best_classic: best_classic.as_ref().map(|b| b.1),
-                elapsed_s: elapsed,
-                eta_s: (evaluated < cfg.budget && evaluated > initial).then(|| {
-                    (cfg.budget - evaluated) as f64 * elapsed / (evaluated - initial) as f64
-                }),
-                predictor,
-            });
-            if idle_stages >= 20 {
-                on_event(&Event::Stopped {
-                    reason: "20 stages proposed nothing new: the space is exhausted at this NFE"
-                        .into(),
-                    evaluated,
-                });
+            self.emit(
+                &Event::Stage {
+                    stage: stage - 1,
+                    evaluated: progress.evaluated,
+                    budget: cfg.budget,
+                    best: progress.best.as_ref().map(|b| b.value),
+                    best_classic: progress.best_classic.as_ref().map(|b| b.1),
+                    elapsed_s: elapsed,
+                    eta_s: self.eta(&progress),
+                    predictor,
+                },
+                on_event,
+            )?;
+            if idle_stages >= IDLE_STAGE_LIMIT {
+                self.emit(
+                    &Event::Stopped {
+                        reason: format!(
+                            "{IDLE_STAGE_LIMIT} stages proposed nothing new: the space is \
+                             exhausted at this NFE"
+                        ),
+                        evaluated: progress.evaluated,
+                    },
+                    on_event,
+                )?;
                 break;
             }
         }
-        let ranking = self.final_ranking(&archive, &best_classic, on_event)?;
-        Ok(self.outcome(true, evaluated, &best, &best_classic, ranking))
+        if !baselines_told {
+            self.tell_baselines(&progress, on_event)?;
+        }
+        let ranking = self.final_ranking(&progress, on_event)?;
+        Ok(self.outcome(true, &progress, ranking))
+    }
+
+    /// Solves (or loads) the MSE reference before the first evaluation, so its cost is
+    /// reported apart from the evaluations' and the cost estimate is not skewed by it.
+    fn prepare_reference(&self, ev: &Evaluator, on_event: &mut dyn FnMut(&Event)) -> Result<()> {
+        if self.config.metric != MetricKind::Mse {
+            return Ok(());
+        }
+        let info = ev.reference_info()?.clone();
+        let cached = ev.reference_was_cached().unwrap_or(false);
+        self.emit(
+            &Event::Reference {
+                nfe: info.nfe,
+                doubling_mse: info.doubling_mse,
+                seconds: info.seconds,
+                cached,
+            },
+            on_event,
+        )
+    }
+
+    /// Reports the best classic seed, once all seeds are evaluated; false when there is none.
+    fn tell_baselines(&self, p: &Progress, on_event: &mut dyn FnMut(&Event)) -> Result<bool> {
+        let Some((name, value, _)) = &p.best_classic else {
+            return Ok(false);
+        };
+        self.emit(
+            &Event::Baselines {
+                best_classic: name.clone(),
+                value: *value,
+            },
+            on_event,
+        )?;
+        Ok(true)
     }
 
     /// Re-evaluates the best few and the best classic solver on more samples and other noise
     /// (seed + 1), exports the winner as `best.json` and writes `final.json`.
     fn final_ranking(
         &self,
-        archive: &[Evaluated],
-        best_classic: &Option<(String, f64, SolverSchedule)>,
+        progress: &Progress,
         on_event: &mut dyn FnMut(&Event),
     ) -> Result<Vec<(String, f64)>> {
         let cfg = &self.config;
         let seed = cfg.seed + 1;
-        let ev = Evaluator::new(&self.dataset, &self.ns, cfg.metric, cfg.final_samples, seed)?;
+        let ev = self.evaluator(cfg.final_samples, seed)?;
+        let start = Instant::now();
+        let mut computed = 0;
         let mut rows: Vec<(String, f64, SolverSchedule)> = Vec::new();
-        for e in crate::search::strategy::top(archive, cfg.final_top) {
-            if let Ok(v) = self.cached_value(&ev, &e.schedule, seed) {
+        for e in crate::search::strategy::top(&progress.archive, cfg.final_top) {
+            if let Ok((v, fresh)) = self.value(&ev, &e.schedule) {
+                computed += usize::from(fresh);
                 rows.push((format!("searched {}", e.hash), v, e.schedule.clone()));
             }
         }
-        let classic = match best_classic {
-            Some((name, _, s)) => Some((name.clone(), self.cached_value(&ev, s, seed)?)),
+        let classic = match &progress.best_classic {
+            Some((name, _, s)) => {
+                let (v, fresh) = self.value(&ev, s)?;
+                computed += usize::from(fresh);
+                Some((name.clone(), v))
+            }
             None => None,
         };
         rows.sort_by(|a, b| a.1.total_cmp(&b.1));
@@ -502,14 +686,19 @@ impl<'a> SearchRunner<'a> {
                 &format!("run {} winner, {label}, final", self.run_id),
             )?;
             if let Some((cname, cv)) = &classic {
-                on_event(&Event::Final {
-                    winner: label.clone(),
-                    value: *v,
-                    best_classic: cname.clone(),
-                    best_classic_value: *cv,
-                    samples: cfg.final_samples,
-                    seed,
-                });
+                self.emit(
+                    &Event::Final {
+                        winner: label.clone(),
+                        value: *v,
+                        best_classic: cname.clone(),
+                        best_classic_value: *cv,
+                        samples: cfg.final_samples,
+                        seed,
+                        evaluations: computed,
+                        seconds: start.elapsed().as_secs_f64(),
+                    },
+                    on_event,
+                )?;
             }
         }
         let mut ranking: Vec<(String, f64)> = rows.iter().map(|r| (r.0.clone(), r.1)).collect();
@@ -517,8 +706,7 @@ impl<'a> SearchRunner<'a> {
             ranking.push((format!("classic {}", c.0), c.1));
             ranking.sort_by(|a, b| a.1.total_cmp(&b.1));
         }
-        let dir = run_dir(self.store.path(), &self.run_id);
-        let path = dir.join("final.json");
+        let path = self.dir().join("final.json");
         let text = serde_json::to_string_pretty(&serde_json::json!({
             "samples": cfg.final_samples,
             "noise_seed": seed,
@@ -533,17 +721,16 @@ impl<'a> SearchRunner<'a> {
     fn outcome(
         &self,
         completed: bool,
-        evaluated: usize,
-        best: &Option<Evaluated>,
-        best_classic: &Option<(String, f64, SolverSchedule)>,
+        p: &Progress,
         final_ranking: Vec<(String, f64)>,
     ) -> RunOutcome {
         RunOutcome {
             run_id: self.run_id.clone(),
             completed,
-            evaluated,
-            best: best.as_ref().map(|b| b.value),
-            best_classic: best_classic.as_ref().map(|b| (b.0.clone(), b.1)),
+            evaluated: p.evaluated,
+            computed: p.computed,
+            best: p.best.as_ref().map(|b| b.value),
+            best_classic: p.best_classic.as_ref().map(|b| (b.0.clone(), b.1)),
             final_ranking,
         }
     }

@@ -1,7 +1,7 @@
 //! The predictor-guided `s3` strategy: the S³ search proper.
 //!
-//! Stage by stage it proposes the classic solvers first, then `s3.warmup` random schedules;
-//! from then on every stage trains the predictor
+//! After the classic seeds (which the runner proposes), it proposes `s3.warmup` random
+//! schedules; from then on every stage trains the predictor
 //! on the whole archive (fresh weights, or the `--predictor` warm start), generates a pool of
 //! `s3.pool` candidates (evolved from the best and random), and proposes the best-scored
 //! ones plus a share of random picks from the pool (exploration). The runner evaluates them
@@ -11,7 +11,7 @@
 //! of the archive and the stage's seed alone, so a resumed run proposes what the uninterrupted
 //! run would have.
 
-use super::strategy::{Evaluated, Proposal, Strategy, evolve, unseen_seeds};
+use super::strategy::{Evaluated, Proposal, Strategy, evolve};
 use crate::error::{Result, S3Error};
 use crate::noise::NoiseSchedule;
 use crate::predictor::{Encoder, Predictor, TrainConfig};
@@ -56,7 +56,8 @@ pub struct PredictorFiles {
 
 /// The predictor-guided strategy.
 pub struct S3Search {
-    seeds: Vec<Proposal>,
+    /// How many classic seeds the runner evaluates first (the warm-up counts after them).
+    seed_count: usize,
     rank_bar: usize,
     crossover: f64,
     settings: S3Settings,
@@ -95,9 +96,9 @@ pub fn check_warm_start(stem: &Path, nfe: usize) -> Result<Encoder> {
 }
 
 impl S3Search {
-    /// A strategy for schedules of `nfe` calls under `ns`; `seeds` are the classic solvers.
+    /// A strategy for schedules of `nfe` calls under `ns`, after `seed_count` classic seeds.
     pub fn new(
-        seeds: Vec<Proposal>,
+        seed_count: usize,
         rank_bar: usize,
         crossover: f64,
         settings: S3Settings,
@@ -110,7 +111,7 @@ impl S3Search {
             None => Encoder::new(MIN_ENCODER_STEPS.max(nfe + 1)),
         };
         Ok(Self {
-            seeds,
+            seed_count,
             rank_bar,
             crossover,
             settings,
@@ -146,7 +147,7 @@ impl S3Search {
             .iter()
             .filter(|e| e.value.is_finite() && e.value > 0.0)
             .collect();
-        let enough = usable.len() >= 2 && archive.len() >= self.seeds.len() + self.settings.warmup;
+        let enough = usable.len() >= 2 && archive.len() >= self.seed_count + self.settings.warmup;
         if !enough && self.files.warm_start.is_none() {
             return Ok(None);
         }
@@ -215,8 +216,8 @@ impl Strategy for S3Search {
     ) -> Result<Vec<Proposal>> {
         let start = std::time::Instant::now();
         let mut taken: HashSet<String> = archive.iter().map(|e| e.hash.clone()).collect();
-        let mut out = unseen_seeds(&self.seeds, &mut taken, n);
-        let rest = n - out.len();
+        let mut out = Vec::with_capacity(n);
+        let rest = n;
         self.last = None;
         if rest == 0 {
             return Ok(out);

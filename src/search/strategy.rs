@@ -1,6 +1,7 @@
 //! Search strategies behind one interface: each proposes the next stage's candidates from
-//! the archive of evaluated ones. The runner owns evaluation, budget and storage, so
-//! strategies compare at an equal budget of true evaluations.
+//! the archive of evaluated ones. The runner owns evaluation, budget, storage and the
+//! classic seeds (proposed first, whatever the strategy), so strategies compare at an equal
+//! budget of true evaluations.
 
 use super::config::StrategyKind;
 use super::s3::{PredictorFiles, PredictorStats, S3Search};
@@ -53,8 +54,8 @@ pub struct StrategyContext<'a> {
     pub space: &'a SearchSpace,
     pub ns: &'a NoiseSchedule,
     pub nfe: usize,
-    /// The classic solvers at the target NFE, proposed first by strategies that use them.
-    pub seeds: Vec<Proposal>,
+    /// How many classic seeds the runner proposes before any strategy's own candidates.
+    pub seed_count: usize,
     /// Where the `s3` strategy keeps its predictor.
     pub predictor: PredictorFiles,
 }
@@ -64,12 +65,11 @@ pub fn make_strategy(kind: StrategyKind, ctx: StrategyContext) -> Result<Box<dyn
     Ok(match kind {
         StrategyKind::Random => Box::new(RandomSearch),
         StrategyKind::Evolution => Box::new(Evolution {
-            seeds: ctx.seeds,
             rank_bar: ctx.space.evolution.rank_bar,
             crossover: ctx.space.crossover.probability,
         }),
         StrategyKind::S3 => Box::new(S3Search::new(
-            ctx.seeds,
+            ctx.seed_count,
             ctx.space.evolution.rank_bar,
             ctx.space.crossover.probability,
             ctx.space.s3.clone(),
@@ -119,9 +119,8 @@ pub(crate) fn unseen_seeds(
 }
 
 /// USF's evolutionary search: parents uniformly from the best `rank_bar`, crossover with
-/// probability `crossover`, then mutation. Classic solvers seed the population.
+/// probability `crossover`, then mutation. The runner's classic seeds start the population.
 struct Evolution {
-    seeds: Vec<Proposal>,
     rank_bar: usize,
     crossover: f64,
 }
@@ -186,17 +185,6 @@ impl Strategy for Evolution {
         n: usize,
         rng: &mut StdRng,
     ) -> Result<Vec<Proposal>> {
-        let mut seen: HashSet<String> = archive.iter().map(|e| e.hash.clone()).collect();
-        let mut out = unseen_seeds(&self.seeds, &mut seen, n);
-        let rest = n - out.len();
-        out.extend(evolve(
-            ops,
-            archive,
-            rest,
-            self.rank_bar,
-            self.crossover,
-            rng,
-        ));
-        Ok(out)
+        Ok(evolve(ops, archive, n, self.rank_bar, self.crossover, rng))
     }
 }

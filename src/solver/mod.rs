@@ -3,6 +3,7 @@
 
 pub mod baselines;
 pub mod fd;
+pub mod grid;
 pub mod phi;
 pub mod reference;
 pub mod sampler;
@@ -11,6 +12,7 @@ pub mod spacing;
 pub mod update;
 
 pub use baselines::{ClassicSolver, UniPcVariant};
+pub use grid::{ClassicEntry, classic_end, classic_grid};
 pub use sampler::{SampleOutput, Sampler};
 pub use schedule::{Afs, Corrector, Derivative, Prediction, Relaxation, SolverSchedule, Step};
 pub use spacing::Spacing;

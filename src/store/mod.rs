@@ -253,7 +253,8 @@ fn open_sled(dir: &Path) -> crate::Result<sled::Db> {
 }
 
 /// Refuses to turn a non-empty directory that is not a sled database (no `db` file) into a
-/// store, or a path that is a file.
+/// store, or a path that is a file. A directory that holds only s3's own folders (the
+/// teacher references `eval` and `baselines` keep there) is a store not yet opened.
 fn check_directory(dir: &Path) -> crate::Result<()> {
     if !dir.exists() {
         return Ok(());
@@ -261,8 +262,11 @@ fn check_directory(dir: &Path) -> crate::Result<()> {
     if !dir.is_dir() {
         return Err(store_error(dir, "exists and is not a directory"));
     }
-    let mut entries = std::fs::read_dir(dir).map_err(|e| crate::S3Error::io(dir, e))?;
-    if entries.next().is_some() && !dir.join("db").is_file() {
+    let entries = std::fs::read_dir(dir).map_err(|e| crate::S3Error::io(dir, e))?;
+    let foreign = entries
+        .filter_map(|e| e.ok())
+        .any(|e| e.file_name() != crate::metric::REFERENCES_DIR);
+    if foreign && !dir.join("db").is_file() {
         return Err(store_error(
             dir,
             "not an s3 store: the directory is not empty and holds no sled `db` file",

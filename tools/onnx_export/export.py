@@ -12,6 +12,13 @@ Subcommands::
     export.py inception     --out DIR [--random-weights] [--tiny] [--weights PATH]
     export.py cifar10-stats --extractor DIR/inception.json --out stats.npz
                             (--images DIR | --npy FILE | --cifar10-dir DIR | --random N)
+    export.py pixel --model PATH_OR_HUB_ID --out DIR      any diffusers UNet2DModel
+    export.py sd    --model PATH_OR_HUB_ID --out DIR (--prompts P... | --prompt-embeds E --null-embed N)
+                    [--guidance-scale 7.5]                Stable Diffusion 1.x/2.x: U-Net,
+                                                          VAE decoder, prompt embeddings
+    export.py flow  --model PATH_OR_HUB_ID --out DIR (--prompts P... | --prompt-embeds E
+                    --pooled-embeds P --null-embed N --null-pooled NP)   Stable Diffusion 3
+    (pixel, sd and flow also take --random-weights [--tiny] to build models offline)
 
 Every export is checked after writing: ONNX Runtime's output is compared with the PyTorch
 module's on a fixed random batch (a batch size different from the one used for tracing, so
@@ -19,8 +26,9 @@ the dynamic batch axis is exercised too), and the tool exits non-zero when the m
 difference exceeds 1e-4 times the largest |torch output|.
 
 Nothing here downloads anything unless you ask for real weights by hub id
-(``ddpm-cifar10`` without ``--random-weights``); ``--random-weights`` builds every graph
-offline from the architecture described in this file.
+(``ddpm-cifar10`` without ``--random-weights``, ``--model HUB_ID``); ``--random-weights``
+builds every graph offline from the architecture described in this file (``--tiny``) or in
+a local folder's config.json files.
 """
 
 from __future__ import annotations
@@ -141,7 +149,35 @@ def export_onnx(module, example_inputs: tuple, path: Path, input_names: Sequence
         )
     import onnx
 
-    onnx.checker.check_model(onnx.load(str(path)))
+    consolidate_external_data(path)
+    # By path: graphs over 2 GB (e.g. an SD U-Net in float32) keep their weights in an external
+    # data file beside the .onnx, and only the path-based check reads it.
+    onnx.checker.check_model(str(path))
+
+
+def consolidate_external_data(path: Path) -> None:
+    """Graphs over protobuf's 2 GB limit come out of torch.onnx.export with one external file
+    per weight tensor beside the .onnx; this gathers them into a single `<name>.data` file
+    (ONNX Runtime finds it beside the graph) and deletes the per-tensor files. Graphs under
+    2 GB are one self-contained .onnx and are left alone."""
+    import onnx
+    from onnx.external_data_helper import uses_external_data
+
+    model = onnx.load(str(path), load_external_data=False)
+    external = [t for t in model.graph.initializer if uses_external_data(t)]
+    if not external:
+        return
+    locations = {dict((e.key, e.value) for e in t.external_data)["location"] for t in external}
+    data_name = path.name + ".data"
+    if locations == {data_name}:
+        return
+    model = onnx.load(str(path))  # with the weights
+    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=data_name, size_threshold=1024)
+    for loc in locations - {data_name}:
+        (path.parent / loc).unlink(missing_ok=True)
+    print(f"{path.name}: weights in {len(locations)} external files gathered into {data_name} "
+          f"({(path.parent / data_name).stat().st_size:,} bytes; keep it beside {path.name})")
 
 
 def ort_session(path: Path):
@@ -666,6 +702,697 @@ def cmd_cifar10_stats(args: argparse.Namespace) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# Diffusers checkpoints: shared loading, scheduler configs, conditioning
+# --------------------------------------------------------------------------------------------
+
+# diffusers' prediction_type -> s3's parameterization.
+PREDICTION_TYPES = {"epsilon": "eps", "sample": "x0", "v_prediction": "v"}
+# The discrete beta schedules s3's vp-discrete knows (1000 training steps), as diffusers
+# defines them: linear 1e-4..0.02 (DDPM) and scaled_linear sqrt(0.00085)..sqrt(0.012) squared
+# (Stable Diffusion).
+S3_BETAS = {"linear": (1e-4, 0.02), "scaled_linear": (0.00085, 0.012)}
+
+
+def is_local(model: str) -> bool:
+    """True when `model` names an existing local folder (else it is taken as a hub id)."""
+    return Path(model).is_dir()
+
+
+def hub_hint(model: str) -> str:
+    return ("If the Hugging Face hub cannot be reached, download the model where it can "
+            f"(e.g. `hf download {model} --local-dir DIR`) and pass --model DIR, or use "
+            "--random-weights --tiny to build a tiny model of the same class offline.")
+
+
+def load_component(cls, model: str, subfolders: Sequence[str | None], what: str):
+    """`cls.from_pretrained(model, subfolder=...)` trying `subfolders` in order.
+
+    Returns (module, subfolder used). Exits with every attempt's error and a hint when none
+    loads (e.g. offline with a hub id).
+    """
+    import_torch()
+    errors = []
+    for sub in subfolders:
+        if is_local(model):
+            folder = Path(model) / sub if sub else Path(model)
+            if not (folder / "config.json").is_file():
+                errors.append(f"  {folder}: no config.json")
+                continue
+        try:
+            kwargs = {"subfolder": sub} if sub else {}
+            return cls.from_pretrained(model, **kwargs).eval(), sub
+        except (OSError, ValueError, EnvironmentError) as e:
+            where = model + (f" (subfolder {sub})" if sub else "")
+            errors.append(f"  {where}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+    fail(f"could not load the {what} ({cls.__name__}):\n" + "\n".join(errors) + "\n" + hub_hint(model))
+
+
+def random_component(cls, model: str | None, subfolders: Sequence[str | None], default_config: dict,
+                     seed: int):
+    """`cls` with random weights (PyTorch default init under `seed`).
+
+    The architecture is `model`'s config (config.json in the first of `subfolders` that has
+    one; no weights are read) when `model` is given, else `default_config`.
+    """
+    torch = import_torch()
+    config = default_config
+    if model is not None:
+        config = None
+        for sub in subfolders:
+            try:
+                kwargs = {"subfolder": sub} if sub else {}
+                config = cls.load_config(model, **kwargs)
+                break
+            except (OSError, ValueError, EnvironmentError):
+                continue
+        if config is None:
+            fail(f"no {cls.__name__} config.json in {model} (tried subfolders "
+                 f"{', '.join(s or '.' for s in subfolders)}). " + hub_hint(model))
+        torch.manual_seed(seed)
+        return cls.from_config(config).eval()
+    torch.manual_seed(seed)
+    return cls(**config).eval()
+
+
+def load_scheduler_config(model: str | None) -> tuple[dict | None, str]:
+    """The scheduler config of a pipeline folder / hub repo: scheduler/scheduler_config.json,
+    else scheduler_config.json at its root. Returns (config or None, where it was found)."""
+    if model is None:
+        return None, ""
+    from diffusers import DDPMScheduler
+
+    for sub in ("scheduler", None):
+        if is_local(model) and not (Path(model) / (sub or "") / "scheduler_config.json").is_file():
+            continue
+        try:
+            kwargs = {"subfolder": sub} if sub else {}
+            cfg = DDPMScheduler.load_config(model, **kwargs)
+            return dict(cfg), f"{model}/{sub + '/' if sub else ''}scheduler_config.json"
+        except (OSError, ValueError, EnvironmentError):
+            continue
+    return None, ""
+
+
+def vp_discrete_from_scheduler(sched: dict | None, where: str, args: argparse.Namespace,
+                               default_betas: str) -> tuple[dict, str, str]:
+    """(noise_schedule, parameterization, note) from a DDPM-family scheduler config.
+
+    `--beta-schedule` / `--prediction-type` override the config; without a config the defaults
+    are `default_betas` and epsilon. Exits when the betas are not one of s3's vp-discrete
+    schedules (1000 steps, linear 1e-4..0.02 or scaled_linear 0.00085..0.012).
+    """
+    sched = dict(sched or {})
+    if args.beta_schedule:
+        sched["beta_schedule"] = args.beta_schedule
+        sched.setdefault("beta_start", S3_BETAS[args.beta_schedule][0])
+        sched.setdefault("beta_end", S3_BETAS[args.beta_schedule][1])
+    if args.prediction_type:
+        sched["prediction_type"] = args.prediction_type
+    betas = sched.get("beta_schedule", default_betas)
+    prediction = sched.get("prediction_type", "epsilon")
+    if sched.get("trained_betas") is not None:
+        fail(f"{where}: explicit trained_betas; s3's vp-discrete knows only the linear and "
+             "scaled_linear schedules")
+    if betas not in S3_BETAS:
+        fail(f"{where or 'scheduler'}: beta_schedule {betas!r}; s3's vp-discrete knows "
+             f"{', '.join(S3_BETAS)} (pass --beta-schedule to override)")
+    start, end = S3_BETAS[betas]
+    got = (float(sched.get("beta_start", start)), float(sched.get("beta_end", end)),
+           int(sched.get("num_train_timesteps", 1000)))
+    if not (np.isclose(got[0], start, rtol=1e-6) and np.isclose(got[1], end, rtol=1e-6) and got[2] == 1000):
+        fail(f"{where}: {betas} betas {got[0]}..{got[1]} over {got[2]} steps; s3's vp-discrete "
+             f"{betas} is {start}..{end} over 1000 steps")
+    if sched.get("rescale_betas_zero_snr"):
+        fail(f"{where}: rescale_betas_zero_snr changes the betas; s3 has no such schedule")
+    if prediction not in PREDICTION_TYPES:
+        fail(f"{where or 'scheduler'}: prediction_type {prediction!r}; s3 reads "
+             f"{', '.join(PREDICTION_TYPES)} (pass --prediction-type to override)")
+    note = (f"{betas} betas {start}..{end}, N=1000, prediction_type {prediction} "
+            f"({'from ' + where if where else 'defaults'}"
+            f"{', overridden on the command line' if args.beta_schedule or args.prediction_type else ''})")
+    return {"name": "vp-discrete", "betas": betas}, PREDICTION_TYPES[prediction], note
+
+
+VP_DISCRETE_TIME = {"kind": "affine", "scale": 1000.0, "offset": -1.0, "dtype": "float32"}
+FLOW_TIME = {"kind": "affine", "scale": 1000.0, "offset": 0.0, "dtype": "float32"}
+
+
+def base_model_config(name: str, inputs: dict, sample_shape: Sequence[int], parameterization: str,
+                      noise_schedule: dict, time_input: dict, source: str) -> dict:
+    return {
+        "format": "s3-onnx-model",
+        "version": 1,
+        "name": name,
+        "onnx": "model.onnx",
+        "inputs": inputs,
+        "output": "out",
+        "sample_shape": [int(v) for v in sample_shape],
+        "parameterization": parameterization,
+        "noise_schedule": noise_schedule,
+        "time_input": time_input,
+        "class_labels": None,
+        "source": source,
+    }
+
+
+def add_fid(config: dict, args: argparse.Namespace, out: Path) -> None:
+    """Adds `fid` (extractor config + statistics, relative to `out`) when --fid was given."""
+    if not args.fid:
+        return
+    extractor, stats = args.fid
+    for rel in (extractor, stats):
+        if not (out / rel).is_file():
+            print(f"warning: --fid: {out / rel} does not exist (yet)", file=sys.stderr)
+    config["fid"] = {"extractor": extractor, "stats": stats}
+
+
+def load_npy(path: str, what: str, ndim: Sequence[int]) -> np.ndarray:
+    """A float .npy (cast to float32) with one of the dimensionalities `ndim`."""
+    p = Path(path)
+    if not p.is_file():
+        fail(f"{what}: {p}: no such file")
+    a = np.load(p)
+    if a.dtype.kind != "f":
+        fail(f"{what}: {p}: dtype {a.dtype}, expected floats")
+    if a.ndim not in ndim:
+        fail(f"{what}: {p}: shape {list(a.shape)}, expected {' or '.join(f'{n} dims' for n in ndim)}")
+    return a.astype(np.float32)
+
+
+def prompt_rows(args: argparse.Namespace) -> list[str]:
+    """Labels of the conditioning rows (the prompts, then the null entry)."""
+    if args.prompts:
+        return [*args.prompts, ""]
+    n = args.num_random_prompts if not args.prompt_embeds else None
+    return ([f"random embedding {i}" for i in range(n)] if n else
+            [f"{args.prompt_embeds}[{i}]" for i in range(len(np.load(args.prompt_embeds)))]) + ["null"]
+
+
+def write_conditioning(out: Path, values: np.ndarray, labels: Sequence[str], input_name: str,
+                       guidance: float, extra: dict | None = None) -> dict:
+    """Writes conditioning.npy (float32 [R, ...]) and prompts.json; returns the config entry."""
+    np.save(out / "conditioning.npy", np.ascontiguousarray(values, dtype=np.float32))
+    write_json(out / "prompts.json", {
+        "description": "The rows of conditioning.npy (not read by s3): sample i of a run uses "
+                       "non-null row i mod (rows - 1); the last row is the unconditional (null) "
+                       "entry used for classifier-free guidance.",
+        "rows": list(labels), "null_index": len(labels) - 1, **(extra or {})})
+    return {"input": input_name, "values": "conditioning.npy", "null_index": int(len(values) - 1),
+            "guidance_scale": float(guidance)}
+
+
+def wrap_vae_decoder(vae, scaling: float, shift: float | None):
+    """forward(latent) = clamp(vae.decode(latent / scaling [+ shift]), -1, 1): the pipeline's
+    decode step (latent scaling baked in), image [B, 3, H, W] in [-1, 1]."""
+    torch = import_torch()
+
+    class Decode(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.vae = vae
+
+        def forward(self, latent):
+            z = latent / scaling
+            if shift is not None:
+                z = z + shift
+            return self.vae.decode(z, return_dict=False)[0].clamp(-1.0, 1.0)
+
+    return Decode().eval()
+
+
+def export_decoder(vae, out: Path, latent_shape: Sequence[int], seed: int) -> tuple[dict, dict]:
+    """decoder.onnx from an AutoencoderKL; returns (config entry, torch-check results)."""
+    torch = import_torch()
+    scaling = float(vae.config.scaling_factor)
+    shift = getattr(vae.config, "shift_factor", None)
+    shift = None if shift is None else float(shift)
+    wrapper = wrap_vae_decoder(vae, scaling, shift)
+    example = torch.zeros(2, *latent_shape)
+    with torch.no_grad():
+        image_shape = list(wrapper(example).shape[1:])
+    path = out / "decoder.onnx"
+    export_onnx(wrapper, (example,), path, ["latent"], ["image"])
+    print(f"wrote {path} ({path.stat().st_size:,} bytes): latent {list(latent_shape)} -> image "
+          f"{image_shape}, decode(z / {scaling:g}{f' + {shift:g}' if shift is not None else ''}) "
+          "clamped to [-1, 1]")
+    session = ort_session(path)
+    rng = np.random.default_rng(seed + 7)
+    results = {}
+    for batch in (3, 1):
+        z = (scaling * rng.standard_normal((batch, *latent_shape))).astype(np.float32)
+        got = session.run(["image"], {"latent": z})[0]
+        results[f"batch{batch}"] = check_against_torch(f"decoder ONNX vs torch (batch {batch})",
+                                                       wrapper, [z], got)
+    entry = {"onnx": "decoder.onnx", "input": "latent", "output": "image", "output_shape": image_shape}
+    return entry, {"scaling_factor": scaling, "shift_factor": shift, **results}
+
+
+def verify_conditional(wrapper, path: Path, sample_shape: Sequence[int], cond: np.ndarray,
+                       timesteps: Sequence[Sequence[float]], seed: int) -> dict:
+    """ONNX Runtime vs torch for forward(sample, timestep, encoder_hidden_states)."""
+    session = ort_session(path)
+    rng = np.random.default_rng(seed + 1)
+    results = {}
+    for ts in timesteps:
+        batch = len(ts)
+        x = rng.standard_normal((batch, *sample_shape)).astype(np.float32)
+        t = np.asarray(ts, dtype=np.float32)
+        c = cond[np.arange(batch) % len(cond)]
+        got = session.run(["out"], {"sample": x, "timestep": t, "encoder_hidden_states": c})[0]
+        label = f"model ONNX vs torch (batch {batch}, timestep {list(ts)})"
+        results[f"batch{batch}"] = check_against_torch(label, wrapper, [x, t, c], got)
+    return results
+
+
+def print_written(out: Path) -> None:
+    files = sorted(p for p in out.iterdir() if p.is_file())
+    total = sum(p.stat().st_size for p in files)
+    print(f"{out}/: " + ", ".join(f"{p.name} ({p.stat().st_size:,} B)" for p in files)
+          + f"; {total:,} bytes in all")
+
+
+# --------------------------------------------------------------------------------------------
+# pixel: any diffusers UNet2DModel
+# --------------------------------------------------------------------------------------------
+
+
+def cmd_pixel(args: argparse.Namespace) -> None:
+    """Exports a diffusers UNet2DModel (pixel space) to DIR/model.onnx + model.json."""
+    torch = import_torch()
+    from diffusers import UNet2DModel
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.tiny and not args.random_weights:
+        fail("--tiny has no pretrained weights; use it with --random-weights")
+    if not args.random_weights and not args.model:
+        fail("pixel needs --model PATH_OR_HUB_ID (or --random-weights)")
+    subs = [args.subfolder] if args.subfolder else [None, "unet"]
+    if args.random_weights:
+        default = DDPM_TINY_CONFIG if args.tiny else DDPM_CIFAR10_CONFIG
+        unet = random_component(UNet2DModel, None if args.tiny else args.model, subs, default, args.seed)
+        what = ("tiny diffusers UNet2DModel" if args.tiny else
+                f"diffusers UNet2DModel with the architecture of {args.model or DDPM_CIFAR10_HUB_ID}")
+        weights_note = f"random weights (PyTorch default init, torch.manual_seed({args.seed}))"
+        name = "pixel-tiny-random" if args.tiny else "pixel-random"
+    else:
+        unet, _ = load_component(UNet2DModel, args.model, subs, "U-Net")
+        what = "diffusers UNet2DModel"
+        weights_note = f"weights {args.model}"
+        name = args.name or Path(args.model.rstrip("/")).name
+    cfg = unet.config
+    if getattr(cfg, "num_class_embeds", None) or getattr(cfg, "class_embed_type", None):
+        fail("this UNet2DModel is class-conditional (num_class_embeds / class_embed_type); the pixel "
+             "subcommand exports unconditional U-Nets only")
+    size = cfg.sample_size
+    size = [size, size] if isinstance(size, int) else list(size)
+    sample_shape = [cfg.in_channels, *size]
+    if cfg.out_channels != cfg.in_channels:
+        fail(f"out_channels {cfg.out_channels} != in_channels {cfg.in_channels}: the output is not "
+             "an eps/x0/v prediction of the sample (learned-variance U-Nets are not supported)")
+    sched, where = load_scheduler_config(args.model if not args.tiny else None)
+    noise_schedule, parameterization, sched_note = vp_discrete_from_scheduler(sched, where, args, "linear")
+    n_params = sum(p.numel() for p in unet.parameters())
+    print(f"{what}: {n_params:,} parameters, sample shape {sample_shape}; {sched_note}")
+
+    wrapper = wrap_unet_eps(unet)
+    onnx_path = out / "model.onnx"
+    example = (torch.zeros(2, *sample_shape), torch.tensor([0.0, 999.0]))
+    export_onnx(wrapper, example, onnx_path, ["sample", "timestep"], ["out"])
+    print(f"wrote {onnx_path} ({onnx_path.stat().st_size:,} bytes)")
+    verify_unet(wrapper, onnx_path, sample_shape, args.seed)
+
+    source = (f"{what} ({n_params:,} parameters), {weights_note}; {parameterization} "
+              f"parameterization, {sched_note}; exported with torch {torch.__version__}, "
+              f"diffusers {diffusers_version()} (opset {OPSET}) by `{command_line()}`")
+    config = base_model_config(name, {"sample": "sample", "time": "timestep"}, sample_shape,
+                               parameterization, noise_schedule, VP_DISCRETE_TIME, source)
+    add_fid(config, args, out)
+    write_json(out / "model.json", config)
+    print(f"wrote {out / 'model.json'}")
+
+
+def diffusers_version() -> str:
+    import diffusers
+
+    return diffusers.__version__
+
+
+# --------------------------------------------------------------------------------------------
+# sd: UNet2DConditionModel + AutoencoderKL decoder + prompt embeddings (Stable Diffusion 1.x/2.x)
+# --------------------------------------------------------------------------------------------
+
+# A tiny Stable-Diffusion-class pair for CI fixtures: 4-channel 8x8 latents, 16-d text
+# embeddings, a VAE with one 2x upsampling (images 16x16).
+SD_TINY_UNET = dict(
+    sample_size=8, in_channels=4, out_channels=4, layers_per_block=1,
+    block_out_channels=(8, 16), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=16,
+    attention_head_dim=2, norm_num_groups=4,
+)
+SD_TINY_VAE = dict(
+    in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+    up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), layers_per_block=1,
+    latent_channels=4, norm_num_groups=4, sample_size=16, scaling_factor=0.18215,
+)
+TINY_TEXT_TOKENS = 77  # CLIP's sequence length
+
+
+def encode_prompts_clip(model: str, prompts: Sequence[str]) -> np.ndarray:
+    """Prompt embeddings [len(prompts), 77, D] as StableDiffusionPipeline.encode_prompt makes
+    them (clip_skip None): CLIP tokenizer padded to its max length, text encoder's last hidden
+    state (with the attention mask where the encoder's config asks for one)."""
+    torch = import_torch()
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    try:
+        tokenizer = CLIPTokenizer.from_pretrained(model, subfolder="tokenizer")
+    except (OSError, ValueError, EnvironmentError) as e:
+        fail(f"could not load the CLIP tokenizer of {model} (subfolder tokenizer): "
+             f"{str(e).splitlines()[0]}\n" + hub_hint(model))
+    encoder, _ = load_component(CLIPTextModel, model, ["text_encoder"], "text encoder")
+    tokens = tokenizer(list(prompts), padding="max_length", max_length=tokenizer.model_max_length,
+                       truncation=True, return_tensors="pt")
+    mask = tokens.attention_mask if getattr(encoder.config, "use_attention_mask", False) else None
+    with torch.no_grad():
+        emb = encoder(tokens.input_ids, attention_mask=mask)[0]
+    return emb.numpy().astype(np.float32)
+
+
+def sd_conditioning(args: argparse.Namespace, model: str | None, seq_dim: tuple[int, int] | None,
+                    rng: np.random.Generator) -> tuple[np.ndarray, str]:
+    """conditioning rows [R, L, D]: prompts then null. Returns (values, note)."""
+    if args.prompts:
+        if model is None:
+            fail("--prompts needs the pipeline's text encoder (--model); with --random-weights "
+                 "--tiny use --prompt-embeds/--null-embed or the random embeddings")
+        emb = encode_prompts_clip(model, [*args.prompts, ""])
+        return emb, f"prompts {list(args.prompts)} and the empty prompt encoded by {model}'s CLIP text encoder"
+    if args.prompt_embeds:
+        if not args.null_embed:
+            fail("--prompt-embeds needs --null-embed (the unconditional embedding, e.g. of the "
+                 "empty prompt)")
+        emb = load_npy(args.prompt_embeds, "--prompt-embeds", (3,))
+        null = load_npy(args.null_embed, "--null-embed", (2, 3))
+        if null.size != np.prod(emb.shape[1:]):
+            fail(f"--null-embed shape {list(null.shape)} does not match one prompt embedding "
+                 f"{list(emb.shape[1:])}")
+        null = null.reshape(1, *emb.shape[1:])
+        return np.concatenate([emb, null]), (f"prompt embeddings {args.prompt_embeds}, null "
+                                             f"embedding {args.null_embed}")
+    if not args.random_weights:
+        fail("sd needs --prompts or --prompt-embeds/--null-embed")
+    n = args.num_random_prompts
+    emb = rng.standard_normal((n + 1, *seq_dim)).astype(np.float32)
+    return emb, f"{n} random N(0, 1) prompt embeddings and a random null embedding (numpy seed {args.seed})"
+
+
+def cmd_sd(args: argparse.Namespace) -> None:
+    """Exports a Stable-Diffusion-class pipeline: U-Net, VAE decoder, prompt embeddings."""
+    torch = import_torch()
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.tiny and not args.random_weights:
+        fail("--tiny has no pretrained weights; use it with --random-weights")
+    if not args.random_weights and not args.model:
+        fail("sd needs --model PATH_OR_HUB_ID (or --random-weights --tiny)")
+    if args.random_weights and not args.tiny and not args.model:
+        fail("--random-weights without --tiny takes the architecture from --model's configs")
+    arch = None if args.tiny else args.model
+    if args.random_weights:
+        unet = random_component(UNet2DConditionModel, arch, ["unet"], SD_TINY_UNET, args.seed)
+        vae = random_component(AutoencoderKL, arch, ["vae"], SD_TINY_VAE, args.seed + 1)
+        what = ("tiny diffusers UNet2DConditionModel + AutoencoderKL" if args.tiny else
+                f"diffusers UNet2DConditionModel + AutoencoderKL with the architecture of {args.model}")
+        weights_note = (f"random weights (PyTorch default init, torch.manual_seed({args.seed}) for "
+                        f"the U-Net, {args.seed + 1} for the VAE)")
+        name = "sd-tiny-random" if args.tiny else "sd-random"
+    else:
+        unet, _ = load_component(UNet2DConditionModel, args.model, ["unet"], "U-Net")
+        vae, _ = load_component(AutoencoderKL, args.model, ["vae"], "VAE")
+        what = "diffusers UNet2DConditionModel + AutoencoderKL"
+        weights_note = f"weights {args.model}"
+        name = args.name or Path(args.model.rstrip("/")).name
+    ucfg = unet.config
+    if getattr(ucfg, "addition_embed_type", None) or getattr(ucfg, "class_embed_type", None) \
+            or getattr(ucfg, "num_class_embeds", None):
+        fail("this UNet2DConditionModel needs added conditions (SDXL's text_embeds/time_ids or "
+             "class labels); the sd subcommand exports U-Nets conditioned on "
+             "encoder_hidden_states only (Stable Diffusion 1.x/2.x)")
+    size = ucfg.sample_size
+    size = [size, size] if isinstance(size, int) else list(size)
+    if args.latent_size:
+        size = list(args.latent_size)
+    sample_shape = [ucfg.in_channels, *size]
+    if ucfg.out_channels != ucfg.in_channels:
+        fail(f"out_channels {ucfg.out_channels} != in_channels {ucfg.in_channels}")
+    if vae.config.latent_channels != ucfg.in_channels:
+        fail(f"VAE latent_channels {vae.config.latent_channels} != U-Net in_channels {ucfg.in_channels}")
+    sched, where = load_scheduler_config(arch)
+    noise_schedule, parameterization, sched_note = vp_discrete_from_scheduler(
+        sched, where, args, "scaled_linear")
+    rng = np.random.default_rng(args.seed)
+    cross = ucfg.cross_attention_dim
+    cross = cross if isinstance(cross, int) else cross[0]
+    values, cond_note = sd_conditioning(args, args.model if not args.random_weights else None,
+                                        (TINY_TEXT_TOKENS, cross), rng)
+    if values.shape[-1] != cross:
+        fail(f"embedding width {values.shape[-1]} != the U-Net's cross_attention_dim {cross}")
+    n_unet = sum(p.numel() for p in unet.parameters())
+    n_dec = sum(p.numel() for p in vae.decoder.parameters()) + sum(
+        p.numel() for p in (vae.post_quant_conv.parameters() if vae.post_quant_conv is not None else []))
+    print(f"{what}: U-Net {n_unet:,} parameters, VAE decoder {n_dec:,}; latent {sample_shape}; "
+          f"{sched_note}; conditioning {list(values.shape)}")
+
+    class UNetCond(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.unet = unet
+
+        def forward(self, sample, timestep, encoder_hidden_states):
+            return self.unet(sample, timestep, encoder_hidden_states=encoder_hidden_states,
+                             return_dict=False)[0]
+
+    wrapper = UNetCond().eval()
+    onnx_path = out / "model.onnx"
+    example = (torch.zeros(2, *sample_shape), torch.tensor([0.0, 999.0]), torch.from_numpy(values[:2]))
+    export_onnx(wrapper, example, onnx_path, ["sample", "timestep", "encoder_hidden_states"], ["out"])
+    print(f"wrote {onnx_path} ({onnx_path.stat().st_size:,} bytes)")
+    verify_conditional(wrapper, onnx_path, sample_shape, values,
+                       [[0.0, 499.5, 999.0], [250.0]], args.seed)
+    decoder, _ = export_decoder(vae, out, sample_shape, args.seed)
+    conditioning = write_conditioning(out, values, prompt_rows(args), "encoder_hidden_states",
+                                      args.guidance_scale)
+
+    source = (f"{what} (U-Net {n_unet:,} parameters, VAE decoder {n_dec:,}), {weights_note}; "
+              f"{parameterization} parameterization, {sched_note}; conditioning: {cond_note}; "
+              f"decoder = clamp(vae.decode(z / {vae.config.scaling_factor:g}), -1, 1); exported with "
+              f"torch {torch.__version__}, diffusers {diffusers_version()} (opset {OPSET}) by "
+              f"`{command_line()}`")
+    config = base_model_config(name, {"sample": "sample", "time": "timestep"}, sample_shape,
+                               parameterization, noise_schedule, VP_DISCRETE_TIME, source)
+    config["decoder"] = decoder
+    config["conditioning"] = conditioning
+    add_fid(config, args, out)
+    write_json(out / "model.json", config)
+    print(f"wrote {out / 'model.json'}")
+    print_written(out)
+
+
+# --------------------------------------------------------------------------------------------
+# flow: SD3Transformer2DModel + VAE decoder + prompt embeddings (Stable Diffusion 3 class)
+# --------------------------------------------------------------------------------------------
+
+SD3_TINY_TRANSFORMER = dict(
+    sample_size=8, patch_size=2, in_channels=4, num_layers=2, attention_head_dim=8,
+    num_attention_heads=2, joint_attention_dim=16, caption_projection_dim=16,
+    pooled_projection_dim=8, out_channels=4, pos_embed_max_size=8,
+)
+# SD3's VAE conventions (no quant convs, scaling 1.5305, shift 0.0609) at a tiny size.
+SD3_TINY_VAE = dict(
+    in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+    up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), layers_per_block=1,
+    latent_channels=4, norm_num_groups=4, sample_size=16, scaling_factor=1.5305,
+    shift_factor=0.0609, use_quant_conv=False, use_post_quant_conv=False,
+)
+SD3_DEFAULT_SHIFT = 3.0
+
+
+def encode_prompts_sd3(model: str, prompts: Sequence[str], max_sequence_length: int,
+                       transformer, vae, no_t5: bool):
+    """(embeds [N+1, L, D], pooled [N+1, P]) for the prompts then the empty prompt, as
+    StableDiffusion3Pipeline.encode_prompt makes them: its text encoders are loaded from
+    `model`, the already loaded transformer and VAE are reused. `no_t5`: without the T5 encoder
+    (text_encoder_3=None: the pipeline then uses zeros for the T5 tokens, as SD3 allows)."""
+    torch = import_torch()
+    from diffusers import StableDiffusion3Pipeline
+
+    extra = {"text_encoder_3": None, "tokenizer_3": None} if no_t5 else {}
+    try:
+        pipe = StableDiffusion3Pipeline.from_pretrained(model, transformer=transformer, vae=vae, **extra)
+    except (OSError, ValueError, EnvironmentError) as e:
+        fail(f"could not load the text encoders of {model}: {str(e).splitlines()[0]}\n" + hub_hint(model))
+    with torch.no_grad():
+        emb, _, pooled, _ = pipe.encode_prompt(
+            prompt=[*prompts, ""], prompt_2=None, prompt_3=None, device="cpu",
+            do_classifier_free_guidance=False, max_sequence_length=max_sequence_length)
+    return emb.numpy().astype(np.float32), pooled.numpy().astype(np.float32)
+
+
+def cmd_flow(args: argparse.Namespace) -> None:
+    """Exports an SD3-class flow-matching pipeline: transformer, VAE decoder, prompt embeddings.
+
+    SD3's transformer takes two conditions, the token embeddings [L, D] and a pooled embedding
+    [P]; s3's conditioning has one input. Both are packed into one [L + 1, D] array per row: rows
+    0..L-1 are the token embeddings and row L holds the pooled embedding in its first P entries
+    (zeros after); the exported graph splits them again (needs P <= D; SD3: P = 2048, D = 4096).
+    """
+    torch = import_torch()
+    from diffusers import AutoencoderKL, SD3Transformer2DModel
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.tiny and not args.random_weights:
+        fail("--tiny has no pretrained weights; use it with --random-weights")
+    if not args.random_weights and not args.model:
+        fail("flow needs --model PATH_OR_HUB_ID (or --random-weights --tiny)")
+    if args.random_weights and not args.tiny and not args.model:
+        fail("--random-weights without --tiny takes the architecture from --model's configs")
+    arch = None if args.tiny else args.model
+    if args.random_weights:
+        tr = random_component(SD3Transformer2DModel, arch, ["transformer"], SD3_TINY_TRANSFORMER, args.seed)
+        vae = random_component(AutoencoderKL, arch, ["vae"], SD3_TINY_VAE, args.seed + 1)
+        what = ("tiny diffusers SD3Transformer2DModel + AutoencoderKL" if args.tiny else
+                f"diffusers SD3Transformer2DModel + AutoencoderKL with the architecture of {args.model}")
+        weights_note = (f"random weights (PyTorch default init, torch.manual_seed({args.seed}) for "
+                        f"the transformer, {args.seed + 1} for the VAE)")
+        name = "sd3-tiny-random" if args.tiny else "sd3-random"
+    else:
+        tr, _ = load_component(SD3Transformer2DModel, args.model, ["transformer"], "transformer")
+        vae, _ = load_component(AutoencoderKL, args.model, ["vae"], "VAE")
+        what = "diffusers SD3Transformer2DModel + AutoencoderKL"
+        weights_note = f"weights {args.model}"
+        name = args.name or Path(args.model.rstrip("/")).name
+    tcfg = tr.config
+    size = list(args.latent_size) if args.latent_size else [tcfg.sample_size, tcfg.sample_size]
+    sample_shape = [tcfg.in_channels, *size]
+    if (tcfg.out_channels or tcfg.in_channels) != tcfg.in_channels:
+        fail(f"out_channels {tcfg.out_channels} != in_channels {tcfg.in_channels}")
+    if vae.config.latent_channels != tcfg.in_channels:
+        fail(f"VAE latent_channels {vae.config.latent_channels} != transformer in_channels {tcfg.in_channels}")
+    d, p = tcfg.joint_attention_dim, tcfg.pooled_projection_dim
+    if p > d:
+        fail(f"pooled_projection_dim {p} > joint_attention_dim {d}: the pooled embedding does not fit "
+             "in one extra token row")
+
+    # Shift from the scheduler config (FlowMatchEulerDiscreteScheduler's `shift`).
+    sched, where = load_scheduler_config(arch)
+    shift = args.shift
+    if shift is None:
+        if sched is not None:
+            if sched.get("use_dynamic_shifting"):
+                fail(f"{where}: use_dynamic_shifting (a resolution-dependent shift, as in Flux); "
+                     "pass the shift to use with --shift")
+            shift = float(sched.get("shift", 1.0))
+            shift_note = f"shift {shift:g} from {where}"
+        else:
+            shift = SD3_DEFAULT_SHIFT
+            shift_note = f"shift {shift:g} (SD3's default; no scheduler config)"
+    else:
+        shift_note = f"shift {shift:g} (--shift)"
+
+    # Conditioning: [R, L, D] token embeddings + [R, P] pooled, packed to [R, L + 1, D].
+    if args.prompts:
+        if args.random_weights:
+            fail("--prompts needs the pipeline's text encoders (--model without --random-weights)")
+        emb, pooled = encode_prompts_sd3(args.model, args.prompts, args.max_sequence_length,
+                                         tr, vae, args.no_t5)
+        cond_note = (f"prompts {list(args.prompts)} and the empty prompt encoded by {args.model}'s "
+                     f"text encoders{' without T5' if args.no_t5 else ''} "
+                     "(StableDiffusion3Pipeline.encode_prompt)")
+    elif args.prompt_embeds:
+        if not (args.pooled_embeds and args.null_embed and args.null_pooled):
+            fail("--prompt-embeds needs --pooled-embeds, --null-embed and --null-pooled")
+        emb = load_npy(args.prompt_embeds, "--prompt-embeds", (3,))
+        pooled = load_npy(args.pooled_embeds, "--pooled-embeds", (2,))
+        null = load_npy(args.null_embed, "--null-embed", (2, 3))
+        null_pooled = load_npy(args.null_pooled, "--null-pooled", (1, 2)).reshape(1, -1)
+        if null.size != np.prod(emb.shape[1:]):
+            fail(f"--null-embed shape {list(null.shape)} does not match one prompt embedding "
+                 f"{list(emb.shape[1:])}")
+        null = null.reshape(1, *emb.shape[1:])
+        emb, pooled = np.concatenate([emb, null]), np.concatenate([pooled, null_pooled])
+        cond_note = (f"prompt embeddings {args.prompt_embeds} + pooled {args.pooled_embeds}, null "
+                     f"{args.null_embed} + {args.null_pooled}")
+    elif args.random_weights:
+        rng = np.random.default_rng(args.seed)
+        n = args.num_random_prompts
+        emb = rng.standard_normal((n + 1, TINY_TEXT_TOKENS, d)).astype(np.float32)
+        pooled = rng.standard_normal((n + 1, p)).astype(np.float32)
+        cond_note = (f"{n} random N(0, 1) prompt and pooled embeddings and random null ones "
+                     f"(numpy seed {args.seed})")
+    else:
+        fail("flow needs --prompts or --prompt-embeds/--pooled-embeds/--null-embed/--null-pooled")
+    if emb.shape[-1] != d or pooled.shape[-1] != p or len(emb) != len(pooled):
+        fail(f"embeddings {list(emb.shape)} / pooled {list(pooled.shape)} do not match the "
+             f"transformer (joint_attention_dim {d}, pooled_projection_dim {p})")
+    tokens = emb.shape[1]
+    values = np.zeros((len(emb), tokens + 1, d), dtype=np.float32)
+    values[:, :tokens] = emb
+    values[:, tokens, :p] = pooled
+    cond_note += (f"; conditioning.npy packs each row as [{tokens} + 1, {d}]: the {tokens} token "
+                  f"embeddings, then the pooled embedding in the first {p} entries of the last row")
+
+    n_tr = sum(q.numel() for q in tr.parameters())
+    n_dec = sum(q.numel() for q in vae.decoder.parameters())
+    print(f"{what}: transformer {n_tr:,} parameters, VAE decoder {n_dec:,}; latent {sample_shape}; "
+          f"{shift_note}; conditioning {list(values.shape)}")
+
+    class Velocity(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.tr = tr
+
+        def forward(self, sample, timestep, encoder_hidden_states):
+            text = encoder_hidden_states[:, :tokens, :]
+            pooled_projections = encoder_hidden_states[:, tokens, :p]
+            return self.tr(hidden_states=sample, encoder_hidden_states=text,
+                           pooled_projections=pooled_projections, timestep=timestep,
+                           return_dict=False)[0]
+
+    wrapper = Velocity().eval()
+    onnx_path = out / "model.onnx"
+    example = (torch.zeros(2, *sample_shape), torch.tensor([1.0, 1000.0]), torch.from_numpy(values[:2]))
+    export_onnx(wrapper, example, onnx_path, ["sample", "timestep", "encoder_hidden_states"], ["out"])
+    print(f"wrote {onnx_path} ({onnx_path.stat().st_size:,} bytes)")
+    verify_conditional(wrapper, onnx_path, sample_shape, values,
+                       [[1.0, 500.0, 1000.0], [250.0]], args.seed)
+    decoder, _ = export_decoder(vae, out, sample_shape, args.seed)
+    conditioning = write_conditioning(
+        out, values, prompt_rows(args), "encoder_hidden_states", args.guidance_scale,
+        {"packing": f"each row is [{tokens} + 1, {d}]: token embeddings in rows 0..{tokens - 1}, "
+                    f"the pooled embedding in row {tokens}, entries 0..{p - 1}"})
+    sf = getattr(vae.config, "shift_factor", None)
+    source = (f"{what} (transformer {n_tr:,} parameters, VAE decoder {n_dec:,}), {weights_note}; "
+              f"velocity (flow matching, x_t = (1 - t) x0 + t eps, timestep = 1000 t), {shift_note}; "
+              f"conditioning: {cond_note}; decoder = clamp(vae.decode(z / "
+              f"{vae.config.scaling_factor:g}{f' + {sf:g}' if sf is not None else ''}), -1, 1); "
+              f"exported with torch {torch.__version__}, diffusers {diffusers_version()} "
+              f"(opset {OPSET}) by `{command_line()}`")
+    config = base_model_config(name, {"sample": "sample", "time": "timestep"}, sample_shape,
+                               "velocity", {"name": "flow", "shift": float(shift)}, FLOW_TIME, source)
+    config["decoder"] = decoder
+    config["conditioning"] = conditioning
+    add_fid(config, args, out)
+    write_json(out / "model.json", config)
+    print(f"wrote {out / 'model.json'}")
+    print_written(out)
+
+
+
+# --------------------------------------------------------------------------------------------
 # CLI
 # --------------------------------------------------------------------------------------------
 
@@ -741,6 +1468,104 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int, default=50, help="images per ONNX Runtime call (default 50)")
     s.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed for --random")
     s.set_defaults(func=cmd_cifar10_stats)
+
+    def model_args(sp, model_help: str) -> None:
+        sp.add_argument("--model", default=None, help=model_help)
+        sp.add_argument("--out", required=True, help="output folder (created if missing)")
+        sp.add_argument("--random-weights", action="store_true",
+                        help="random weights, offline: with --tiny a tiny model of the same class; "
+                             "without it the architecture of --model's config.json files")
+        sp.add_argument("--tiny", action="store_true",
+                        help="with --random-weights: a tiny model of the same class (CI fixtures)")
+        sp.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                        help="seed for random weights, random embeddings and test inputs")
+        sp.add_argument("--name", default=None, help="the config's name (default: the model folder's name)")
+        sp.add_argument("--fid", nargs=2, default=None, metavar=("EXTRACTOR_JSON", "STATS_NPZ"),
+                        help="write model.json's fid entry: an s3-feature-extractor config and "
+                             "reference statistics, paths relative to --out (made with the "
+                             "inception and cifar10-stats subcommands)")
+
+    def vp_args(sp) -> None:
+        sp.add_argument("--prediction-type", choices=list(PREDICTION_TYPES), default=None,
+                        help="override the scheduler config's prediction_type (epsilon -> eps, "
+                             "sample -> x0, v_prediction -> v)")
+        sp.add_argument("--beta-schedule", choices=list(S3_BETAS), default=None,
+                        help="override the scheduler config's beta_schedule")
+
+    def cond_args(sp, guidance: float) -> None:
+        sp.add_argument("--prompts", nargs="+", default=None, metavar="PROMPT",
+                        help="prompts to encode with the pipeline's text encoder(s), one argument "
+                             "each (the empty prompt is added as the null row)")
+        sp.add_argument("--prompt-embeds", default=None, metavar="EMB.npy",
+                        help="precomputed prompt embeddings, float [N, L, D]")
+        sp.add_argument("--null-embed", default=None, metavar="NULL.npy",
+                        help="with --prompt-embeds: the unconditional embedding [L, D] (e.g. of the "
+                             "empty prompt), the last conditioning row")
+        sp.add_argument("--guidance-scale", type=float, default=guidance,
+                        help=f"classifier-free guidance scale w written to model.json (default {guidance:g}; "
+                             "1 = conditional pass only)")
+        sp.add_argument("--num-random-prompts", type=int, default=2,
+                        help="with --random-weights and no embeddings: how many random prompt "
+                             "embeddings to write (default 2), plus a random null row")
+        sp.add_argument("--latent-size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                        help="latent height and width (default: the network config's sample_size)")
+
+    px = sub.add_parser(
+        "pixel",
+        help="export any diffusers UNet2DModel (pixel space; eps/x0/v, vp-discrete betas)",
+        description="Export a diffusers UNet2DModel checkpoint (folder or hub id; its U-Net at the "
+                    "root or in unet/) to DIR/model.onnx (inputs sample [B,C,H,W] and timestep [B], "
+                    "output out) and DIR/model.json, reading scheduler_config.json (root or "
+                    "scheduler/) for the betas and prediction_type; then check ONNX Runtime "
+                    "against torch.",
+    )
+    model_args(px, "UNet2DModel folder or hub id (e.g. google/ddpm-cifar10-32, google/ddpm-celebahq-256)")
+    px.add_argument("--subfolder", default=None, help="subfolder holding the U-Net (default: root, else unet)")
+    vp_args(px)
+    px.set_defaults(func=cmd_pixel)
+
+    sd = sub.add_parser(
+        "sd",
+        help="export a Stable-Diffusion-class pipeline: U-Net, VAE decoder, prompt embeddings",
+        description="Export a Stable Diffusion 1.x/2.x pipeline (folder or hub id): unet/ "
+                    "(UNet2DConditionModel) to DIR/model.onnx (inputs sample, timestep, "
+                    "encoder_hidden_states; output out), vae/ (AutoencoderKL) to DIR/decoder.onnx "
+                    "(decode(latent / scaling_factor) clamped to [-1,1]), the prompt embeddings "
+                    "plus the null (empty-prompt) embedding to DIR/conditioning.npy, and "
+                    "DIR/model.json (vp-discrete betas and prediction_type from scheduler/).",
+    )
+    model_args(sd, "pipeline folder or hub id with unet/, vae/, scheduler/ (and text_encoder/, "
+                   "tokenizer/ for --prompts)")
+    vp_args(sd)
+    cond_args(sd, 7.5)
+    sd.set_defaults(func=cmd_sd)
+
+    fl = sub.add_parser(
+        "flow",
+        help="export an SD3-class flow-matching pipeline: transformer, VAE decoder, prompt embeddings",
+        description="Export a Stable Diffusion 3 pipeline (folder or hub id): transformer/ "
+                    "(SD3Transformer2DModel, velocity) to DIR/model.onnx (inputs sample, timestep "
+                    "= 1000 t, encoder_hidden_states = token embeddings with the pooled embedding "
+                    "packed as one extra row; output out), vae/ to DIR/decoder.onnx "
+                    "(decode(latent / scaling_factor + shift_factor) clamped to [-1,1]), "
+                    "DIR/conditioning.npy and DIR/model.json (flow schedule with the scheduler's shift).",
+    )
+    model_args(fl, "pipeline folder or hub id with transformer/, vae/, scheduler/ (and the text "
+                   "encoders for --prompts), e.g. stabilityai/stable-diffusion-3-medium-diffusers")
+    cond_args(fl, 7.0)
+    fl.add_argument("--pooled-embeds", default=None, metavar="POOLED.npy",
+                    help="with --prompt-embeds: pooled embeddings [N, P]")
+    fl.add_argument("--null-pooled", default=None, metavar="NULLP.npy",
+                    help="with --prompt-embeds: the null pooled embedding [P]")
+    fl.add_argument("--shift", type=float, default=None,
+                    help="the flow schedule's shift (default: the scheduler config's `shift`, "
+                         f"else {SD3_DEFAULT_SHIFT:g})")
+    fl.add_argument("--max-sequence-length", type=int, default=256,
+                    help="with --prompts: T5 tokens (StableDiffusion3Pipeline's max_sequence_length)")
+    fl.add_argument("--no-t5", action="store_true",
+                    help="with --prompts: do not load the T5 text encoder (text_encoder_3=None; "
+                         "its tokens are zeros, as the SD3 pipeline allows)")
+    fl.set_defaults(func=cmd_flow)
     return p
 
 
