@@ -1,39 +1,10 @@
 //! The `s3` binary end to end: the happy paths of `baselines`, `sample` and `eval`, and bad
 //! input that must fail with a clear error naming the file and field (never a panic).
 
+mod common;
+use common::{fails, ok};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn s3(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_s3"))
-        .args(args)
-        .output()
-        .expect("the s3 binary runs")
-}
-
-/// Runs a command that must fail; returns its stderr.
-fn fails(args: &[&str]) -> String {
-    let out = s3(args);
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "expected exit 1 for {args:?}; stderr: {err}"
-    );
-    assert!(err.starts_with("Error: "), "{err}");
-    assert!(!err.contains("panicked"), "{err}");
-    err
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = s3(args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
 
 /// Emits the classic schedules for toy2d at NFE 4 into `dir` and returns the DPM-Solver++(2M)
 /// logSNR one.

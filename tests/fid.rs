@@ -6,29 +6,15 @@
 //! (`S3_TEST_PYTHON`, else `python3`, with `.pydeps/` from `scripts/install_test_deps.sh` on its
 //! path); never skips.
 
+mod common;
+use common::{ok, s3};
+
 use s3::io::npz_stats::read_fid_stats;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 const GOLDEN: &str = "tests/golden/fid";
 const EXTRACTOR: &str = "tests/fixtures/models/cifar10/inception.json";
-
-fn s3(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_s3"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = s3(args);
-    assert!(
-        out.status.success(),
-        "s3 {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 #[test]
 fn fid_of_stats_files_matches_pytorch_fid() {

@@ -5,25 +5,19 @@
 //! graphs. Fixtures: tests/fixtures/ (scripts/make_onnx_fixtures.py). Needs ONNX Runtime
 //! (`bash scripts/install_onnxruntime.sh`); never skips.
 
+mod common;
+use common::{fails, max_rel, ok};
+
 use s3::dataset::Dataset;
 use s3::metric::standard_noise;
 use s3::model::{Denoiser, TimePoint};
 use s3::onnx::{OnnxModel, RunOptions};
 use s3::solver::{Spacing, classic_grid};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 const FIXTURES: &str = "tests/fixtures/onnx";
 const MODELS_DIR: &str = "tests/fixtures/models";
-
-fn max_rel(a: &[f32], b: &[f32]) -> f64 {
-    let scale = a.iter().fold(0f64, |m, v| m.max(v.abs() as f64));
-    let diff = a
-        .iter()
-        .zip(b)
-        .fold(0f64, |m, (x, y)| m.max((*x as f64 - *y as f64).abs()));
-    diff / scale
-}
 
 /// ‖a − b‖₂ / ‖a‖₂ over the whole array.
 fn norm_rel(a: &[f32], b: &[f32]) -> f64 {
@@ -33,29 +27,6 @@ fn norm_rel(a: &[f32], b: &[f32]) -> f64 {
         n += (*x as f64).powi(2);
     }
     (d / n).sqrt()
-}
-
-fn s3(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_s3"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = s3(args);
-    assert!(
-        out.status.success(),
-        "s3 {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn fails(args: &[&str]) -> String {
-    let out = s3(args);
-    assert!(!out.status.success(), "s3 {args:?} should fail");
-    String::from_utf8(out.stderr).unwrap()
 }
 
 #[test]

@@ -3,33 +3,12 @@
 //! completes without recomputing any finished evaluation and leaves the store intact; the
 //! evaluation cache is shared across runs; runs list/show and export work.
 
+mod common;
+use common::{events, ok, s3};
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-
-fn s3(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_s3"))
-        .args(args)
-        .output()
-        .expect("the s3 binary runs")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = s3(args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-fn events(stdout: &str) -> Vec<serde_json::Value> {
-    stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad event line {l}: {e}")))
-        .collect()
-}
+use std::process::{Command, Stdio};
 
 fn search_args<'a>(store: &'a str, run: &'a str, budget: &'a str) -> Vec<&'a str> {
     vec![

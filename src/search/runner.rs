@@ -481,6 +481,7 @@ impl<'a> SearchRunner<'a> {
             .and_then(|v| v.as_u64())
             .unwrap_or(0) as u32;
         let mut progress = self.load_progress()?;
+        let seeds = self.seeds();
         self.emit(
             &Event::Started {
                 run_id: self.run_id.clone(),
@@ -488,12 +489,11 @@ impl<'a> SearchRunner<'a> {
                 evaluated: progress.evaluated,
                 budget: cfg.budget,
                 recovered_trials: self.store.recovered_trials(),
-                seeds: seed_limit(cfg.budget),
+                seeds: seeds.len(),
             },
             on_event,
         )?;
         self.prepare_reference(&ev, on_event)?;
-        let seeds = self.seeds();
         let mut strategy = make_strategy(
             cfg.strategy,
             StrategyContext {
