@@ -27,7 +27,8 @@ use std::time::Instant;
     long_about = "s3 runs any per-step solver schedule exactly on a diffusion model, measures it, \
                   and compares it with the classic solvers, and searches schedules that beat \
                   them. --dataset takes a preset (digits, the default; toy2d; gmm32: exact \
-                  analytic Gaussian mixtures; cifar10: the network in MODELS/cifar10/), a \
+                  analytic Gaussian mixtures; digits-net: a shipped network trained on the \
+                  digits; cifar10: the network in MODELS/cifar10/), a \
                   mixture JSON file, or a network's model config (an s3-onnx-model .json file \
                   or a directory holding model.json, run through ONNX Runtime)."
 )]
@@ -59,9 +60,10 @@ enum Command {
 /// The model and noise schedule a command runs.
 #[derive(Args)]
 pub(crate) struct ModelArgs {
-    /// Dataset: a preset (digits, toy2d, gmm32: exact mixtures; cifar10: the network in
-    /// MODELS/cifar10/), a mixture .json file, or a network's model config (an s3-onnx-model
-    /// .json file, or a directory holding model.json).
+    /// Dataset: a preset (digits, toy2d, gmm32: exact mixtures; digits-net: a shipped network
+    /// trained on digits; cifar10: the network in MODELS/cifar10/), a mixture .json file, or a
+    /// network's model config (an s3-onnx-model .json file, or a directory holding
+    /// model.json).
     #[arg(long, default_value = "digits")]
     pub(crate) dataset: String,
     /// Noise schedule: vp-linear, vp-discrete, vp-cosine, edm [default: the dataset's].

@@ -1,9 +1,10 @@
 //! Datasets: a name or a file resolved to a diffusion model, its noise schedule and the
-//! metric defaults. Presets: `digits` (default), `toy2d`, `gmm32` (exact analytic mixtures)
-//! and `cifar10` (a real network through ONNX Runtime, measured by FID; its files come from
-//! the models directory). Files: a mixture JSON, or a network's model config (`model.json`,
+//! metric defaults. Presets: `digits` (default), `toy2d`, `gmm32` (exact analytic mixtures),
+//! `digits-net` (a shipped network trained on digits) and `cifar10` (a real network through
+//! ONNX Runtime, measured by FID; its files come from the models directory). Files: a mixture JSON, or a network's model config (`model.json`,
 //! or a directory holding one).
 
+mod digits_net;
 mod network;
 mod presets;
 
@@ -23,11 +24,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// The preset names accepted by `--dataset`.
-pub const PRESET_NAMES: &str = "digits, toy2d, gmm32, cifar10";
+pub const PRESET_NAMES: &str = "digits, toy2d, gmm32, digits-net, cifar10";
 /// Every kind of value `--dataset` accepts, for help texts and errors.
-pub const DATASET_KINDS: &str = "a preset (digits, toy2d, gmm32: exact mixtures; cifar10: \
-    the network in MODELS/cifar10/), a mixture .json file, or a network's model config \
-    (an s3-onnx-model .json file, or a directory holding model.json)";
+pub const DATASET_KINDS: &str = "a preset (digits, toy2d, gmm32: exact mixtures; digits-net: \
+    a shipped network trained on digits; cifar10: the network in MODELS/cifar10/), a mixture \
+    .json file, or a network's model config (an s3-onnx-model .json file, or a directory \
+    holding model.json)";
 
 /// Where a dataset's model comes from.
 #[derive(Debug, Clone)]
@@ -76,6 +78,7 @@ impl Dataset {
             "digits" => Ok(presets::digits()),
             "toy2d" => Ok(presets::toy2d()),
             "gmm32" => Ok(presets::gmm32()),
+            "digits-net" => digits_net::digits_net(options),
             "cifar10" => network::cifar10(options),
             other => {
                 let path = Path::new(other);
