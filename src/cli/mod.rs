@@ -57,12 +57,16 @@ pub(crate) struct ModelArgs {
     /// Dataset preset (digits, toy2d, gmm32) or a mixture JSON file.
     #[arg(long, default_value = "digits")]
     pub(crate) dataset: String,
-    /// Noise schedule: vp-linear, vp-discrete, vp-cosine, edm [default: the dataset's].
+    /// Noise schedule: vp-linear, vp-discrete, vp-cosine, edm, flow [default: the dataset's].
     #[arg(long)]
     pub(crate) noise_schedule: Option<String>,
     /// Training betas for vp-discrete: linear, scaled_linear [default: the dataset's].
     #[arg(long)]
     pub(crate) betas: Option<String>,
+    /// Time shift of the flow schedule, as diffusers' `shift`/`flow_shift` (e.g. 3.0 for SD3)
+    /// [default: the dataset's, else 1].
+    #[arg(long)]
+    pub(crate) shift: Option<f64>,
     #[command(flatten)]
     pub(crate) network: NetworkArgs,
 }
@@ -114,7 +118,15 @@ impl ModelArgs {
         let options = self.network.options()?;
         let mut ds = Dataset::load_with(&self.dataset, &options).context("--dataset")?;
         if let Some(n) = &self.noise_schedule {
-            ds.noise.name = NoiseScheduleName::parse(n).context("--noise-schedule")?;
+            ds.noise = ds
+                .noise
+                .with_name(NoiseScheduleName::parse(n).context("--noise-schedule")?);
+        }
+        if let Some(shift) = self.shift {
+            if ds.noise.name != NoiseScheduleName::Flow {
+                bail!("--shift applies only to --noise-schedule flow");
+            }
+            ds.noise = ds.noise.with_shift(shift).context("--shift")?;
         }
         if let Some(b) = &self.betas {
             if ds.noise.name != NoiseScheduleName::VpDiscrete {
@@ -373,7 +385,7 @@ fn baselines(a: BaselinesArgs) -> Result<()> {
             let built = spacing
                 .timesteps(&ns, a.nfe, ns.t_max(), t_end)
                 .map_err(anyhow::Error::from)
-                .and_then(|ts| Ok(solver.build(ts, true)?));
+                .and_then(|ts| Ok(solver.build_for(&ns, ts, true)?));
             let (value, error, file) = match built {
                 Err(e) => (None, Some(format!("{e:#}")), None),
                 Ok(s) => {

@@ -196,7 +196,7 @@ impl<'a> SearchRunner<'a> {
                 let label = format!("{} {}", solver.label(), spacing.label());
                 if let Ok(s) = spacing
                     .timesteps(&self.ns, self.config.nfe, self.ns.t_max(), t_end)
-                    .and_then(|ts| solver.build(ts, true))
+                    .and_then(|ts| solver.build_for(&self.ns, ts, true))
                 {
                     out.push(Proposal {
                         schedule: s.with_name(label.clone()),
