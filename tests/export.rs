@@ -1,7 +1,7 @@
 //! `s3::export`: the file conventions of each target and the notes on what they cannot express.
 
 use s3::export::{EXPORT_FORMATS, ExportFormat, Exported, export};
-use s3::noise::{BetaSchedule, DiscreteVp, NoiseSchedule};
+use s3::noise::{BetaSchedule, DiscreteVp, FlowMatch, NoiseSchedule};
 use s3::solver::{Afs, ClassicSolver, SolverSchedule, Spacing};
 use serde_json::Value;
 
@@ -419,6 +419,123 @@ fn s3_format_round_trips_to_an_equal_schedule() {
         back.timesteps = s.timesteps.clone();
         assert_eq!(back, s);
     }
+}
+
+/// Flow exports: sigma lists of the flow σ = t (1 at pure noise) for k-diffusion and
+/// ComfyUI; for diffusers N sigmas without the trailing 0, a FlowMatchEulerDiscreteScheduler
+/// hint that switches its shift off (the sigmas are already shifted), or UniPC where it runs
+/// the schedule exactly; only Euler is claimed exact in the sigma-list tools.
+#[test]
+fn flow_exports_flow_sigmas_and_the_flow_schedulers() {
+    let ns = NoiseSchedule::Flow(FlowMatch::new(3.0).unwrap());
+    let times = |n: usize, denoise: bool| {
+        let mut ts = Spacing::TimeUniform
+            .timesteps(&ns, n, 1.0, ns.t_min())
+            .unwrap();
+        if denoise {
+            ts[n] = 0.0;
+        }
+        ts
+    };
+    for n in [1, 3, 6] {
+        for denoise in [false, true] {
+            let s = ClassicSolver::DpmSolverPp { order: 2 }
+                .build_for(&ns, times(n, denoise), true)
+                .unwrap();
+            let mut want: Vec<f64> = s.timesteps[..n].to_vec();
+            want.push(0.0);
+            assert_eq!(want[0], 1.0);
+            assert_eq!(floats(&json(&run(&s, &ns, ExportFormat::KDiffusion))), want);
+            let c = run(&s, &ns, ExportFormat::ComfyUi);
+            assert!(c.text.starts_with("1.0, ") && c.text.trim_end().ends_with(", 0.0"));
+            let parsed: Vec<f64> = c
+                .text
+                .trim()
+                .split(',')
+                .map(|x| x.trim().parse().unwrap())
+                .collect();
+            assert_eq!(parsed, want);
+            assert!(has(&c.notes, "flow sigmas σ = t"), "{:?}", c.notes);
+            let e = run(&s, &ns, ExportFormat::Diffusers);
+            let d = json(&e);
+            assert_eq!(floats(&d["sigmas"]), want[..n], "N sigmas, no trailing 0");
+            assert_eq!(
+                d["scheduler_hint"]["class"],
+                "FlowMatchEulerDiscreteScheduler"
+            );
+            let cfg = &d["scheduler_hint"]["config"];
+            assert_eq!(cfg["shift"].as_f64(), Some(1.0));
+            assert_eq!(cfg["use_dynamic_shifting"], false);
+            assert_eq!(d["noise_schedule"]["shift"].as_f64(), Some(3.0));
+            assert!(has(&e.notes, "already shifted (shift 3)"), "{:?}", e.notes);
+            // Exact when the schedule is flow Euler: first order throughout, ending at 0
+            // (from t = 1 DPM-Solver++(2M) needs two finite points before its first 2M step).
+            let euler = denoise && s.steps.iter().all(|x| x.order == 1);
+            assert_eq!(has(&e.notes, "Nothing is lost"), euler, "{:?}", e.notes);
+        }
+    }
+    // Flow Euler (= DDIM) is exact everywhere; DPM-Solver++(2M) only in s3 (k-diffusion's
+    // multistep samplers step in log σ, which is not s3's λ on a flow model).
+    let ts = Spacing::DiffusersFlowEuler
+        .timesteps(&ns, 6, 1.0, 0.0)
+        .unwrap();
+    let ddim = ClassicSolver::Ddim
+        .build_for(&ns, ts.clone(), true)
+        .unwrap();
+    for f in [
+        ExportFormat::Diffusers,
+        ExportFormat::KDiffusion,
+        ExportFormat::ComfyUi,
+    ] {
+        let e = run(&ddim, &ns, f);
+        assert!(has(&e.notes, "runs this schedule exactly"), "{:?}", e.notes);
+    }
+    let dpm = ClassicSolver::DpmSolverPp { order: 2 }
+        .build_for(&ns, ts, false)
+        .unwrap();
+    let k = run(&dpm, &ns, ExportFormat::KDiffusion);
+    assert!(
+        has(&k.notes, "will run instead") && has(&k.notes, "only Euler reproduces"),
+        "{:?}",
+        k.notes
+    );
+    // UniPC-bh2 over diffusers' own UniPC flow grid: UniPC with flow sigmas runs it exactly.
+    let ts = Spacing::DiffusersFlowUnipc
+        .timesteps(&ns, 6, 1.0, 0.0)
+        .unwrap();
+    let uni = ClassicSolver::UniPc {
+        variant: s3::solver::UniPcVariant::Bh2,
+        order: 3,
+    };
+    let e = run(
+        &uni.build_for(&ns, ts, true).unwrap(),
+        &ns,
+        ExportFormat::Diffusers,
+    );
+    let d = json(&e);
+    assert_eq!(d["scheduler_hint"]["class"], "UniPCMultistepScheduler");
+    let cfg = &d["scheduler_hint"]["config"];
+    assert_eq!(cfg["flow_shift"].as_f64(), Some(1.0));
+    assert_eq!(cfg["solver_order"].as_u64(), Some(3));
+    assert_eq!(cfg["use_flow_sigmas"], true);
+    assert!(has(&e.notes, "Nothing is lost"), "{:?}", e.notes);
+    let usage = d["usage"].to_string();
+    assert!(usage.contains("np.array(export"), "{usage}");
+    // From t = 1 diffusers' UniPC would move the first sigma and correct step 0: Euler hint.
+    let e = run(
+        &uni.build_for(&ns, times(6, true), true).unwrap(),
+        &ns,
+        ExportFormat::Diffusers,
+    );
+    assert_eq!(
+        json(&e)["scheduler_hint"]["class"],
+        "FlowMatchEulerDiscreteScheduler"
+    );
+    // The s3 file carries the flow sigmas (finite at t = 1) and reads back.
+    let text = run(&ddim, &ns, ExportFormat::S3).text;
+    let back: SolverSchedule = serde_json::from_str(&text).unwrap();
+    assert_eq!(back.sigmas.as_ref().unwrap()[0], 1.0);
+    back.validate_on(&ns).unwrap();
 }
 
 #[test]

@@ -4,7 +4,7 @@
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use s3::noise::{BetaSchedule, DiscreteVp, NoiseSchedule};
+use s3::noise::{BetaSchedule, DiscreteVp, FlowMatch, NoiseSchedule};
 use s3::solver::{Afs, ClassicSolver, Derivative, Prediction, SolverSchedule, Spacing, Step};
 use s3::space::{Candidates, SearchSpace, canonical, schedule_hash};
 
@@ -14,6 +14,8 @@ fn schedules() -> Vec<NoiseSchedule> {
         NoiseSchedule::VpDiscrete(DiscreteVp::new(BetaSchedule::Linear, 1000)),
         NoiseSchedule::vp_cosine(),
         NoiseSchedule::Edm,
+        NoiseSchedule::Flow(FlowMatch::new(1.0).unwrap()),
+        NoiseSchedule::Flow(FlowMatch::new(3.0).unwrap()),
     ]
 }
 
@@ -122,7 +124,7 @@ fn every_candidate_is_valid_with_the_requested_nfe() {
                     pool.push(child);
                 }
                 for s in &pool {
-                    s.validate().unwrap_or_else(|e| {
+                    s.validate_on(&ns).unwrap_or_else(|e| {
                         panic!("{space_name} {} nfe {nfe}: {e}\n{s:?}", ns.name())
                     });
                     assert_eq!(s.nfe, nfe);

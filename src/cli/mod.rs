@@ -66,12 +66,16 @@ pub(crate) struct ModelArgs {
     /// model.json).
     #[arg(long, default_value = "digits")]
     pub(crate) dataset: String,
-    /// Noise schedule: vp-linear, vp-discrete, vp-cosine, edm [default: the dataset's].
+    /// Noise schedule: vp-linear, vp-discrete, vp-cosine, edm, flow [default: the dataset's].
     #[arg(long)]
     pub(crate) noise_schedule: Option<String>,
     /// Training betas for vp-discrete: linear, scaled_linear [default: the dataset's].
     #[arg(long)]
     pub(crate) betas: Option<String>,
+    /// Time shift of the flow schedule, as diffusers' `shift`/`flow_shift` (e.g. 3.0 for SD3)
+    /// [default: the dataset's, else 1].
+    #[arg(long)]
+    pub(crate) shift: Option<f64>,
     #[command(flatten)]
     pub(crate) network: NetworkArgs,
 }
@@ -122,7 +126,15 @@ impl ModelArgs {
         let options = self.network.options()?;
         let mut ds = Dataset::load_with(&self.dataset, &options).context("--dataset")?;
         if let Some(n) = &self.noise_schedule {
-            ds.noise.name = NoiseScheduleName::parse(n).context("--noise-schedule")?;
+            ds.noise = ds
+                .noise
+                .with_name(NoiseScheduleName::parse(n).context("--noise-schedule")?);
+        }
+        if let Some(shift) = self.shift {
+            if ds.noise.name != NoiseScheduleName::Flow {
+                bail!("--shift applies only to --noise-schedule flow");
+            }
+            ds.noise = ds.noise.with_shift(shift).context("--shift")?;
         }
         if let Some(b) = &self.betas {
             if ds.noise.name != NoiseScheduleName::VpDiscrete {

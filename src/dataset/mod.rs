@@ -58,7 +58,8 @@ pub struct Dataset {
 #[derive(Debug, Deserialize, Default)]
 struct FileDefaults {
     name: Option<String>,
-    noise_schedule: Option<String>,
+    /// A family name or a spec object (`{"name": "flow", "shift": 3.0}`).
+    noise_schedule: Option<serde_json::Value>,
     betas: Option<String>,
     metric: Option<String>,
     samples: Option<usize>,
@@ -107,7 +108,7 @@ impl Dataset {
 
     /// Reads a mixture file with optional defaults:
     /// `{"shape", "weights", "means", "stds", "name"?, "noise_schedule"?, "betas"?, "metric"?,
-    /// "samples"?}`.
+    /// "samples"?}`; `noise_schedule` is a name or `{"name", "betas"?, "shift"?}`.
     pub fn from_file(path: &Path) -> Result<Self> {
         let ctx = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| S3Error::io(path, e))?;
@@ -118,7 +119,7 @@ impl Dataset {
         })?;
         let mut noise = NoiseScheduleSpec::new(NoiseScheduleName::VpLinear);
         if let Some(n) = &d.noise_schedule {
-            noise.name = NoiseScheduleName::parse(n)
+            noise = NoiseScheduleSpec::from_json_value(n)
                 .map_err(|e| S3Error::field(&ctx, "noise_schedule", e.to_string()))?;
         }
         if let Some(b) = &d.betas {

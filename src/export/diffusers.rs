@@ -8,11 +8,21 @@
 //! (`"sigma_min"`). `sigmas` are N + 1 values ending in 0, taken by EulerDiscreteScheduler and
 //! EDMEulerScheduler; UniPCMultistepScheduler takes them only with `use_flow_sigmas=True`
 //! (flow-matching models), so for VP and EDM models a sigma list runs with Euler.
+//!
+//! Flow models take `sigmas` through `FlowMatchEulerDiscreteScheduler.set_timesteps(sigmas=…)`
+//! (diffusers 0.42.1): N flow sigmas, one per model call, **without** a trailing 0 — it
+//! appends the terminal 0 itself, calls the model at timesteps 1000·σ and steps
+//! x + (σ_next − σ)·v (flow Euler, = DDIM). It applies the scheduler's `shift` (or, with
+//! `use_dynamic_shifting`, the `mu` shift) to custom sigmas again, so the hint sets
+//! `shift=1.0` and `use_dynamic_shifting=False`: the exported sigmas are the exact times.
+//! `UniPCMultistepScheduler(use_flow_sigmas=True, flow_shift=1.0)` takes the same list and is
+//! hinted when it reproduces the schedule (s3's UniPC-bh2 builder over these sigmas).
 
 use super::{Exported, Plan, fmt_num, join};
 use crate::error::{Result, S3Error};
-use crate::noise::{BetaSchedule, DiscreteVp, NoiseSchedule};
-use crate::solver::{ClassicSolver, Prediction};
+use crate::noise::{BetaSchedule, DiscreteVp, FLOW_TRAIN_TIMESTEPS, FlowMatch, NoiseSchedule};
+use crate::solver::spacing::UNIPC_FLOW_EPS;
+use crate::solver::{ClassicSolver, Prediction, UniPcVariant};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -30,7 +40,8 @@ struct DiffusersFile {
     /// N integer training timesteps (vp-discrete).
     #[serde(skip_serializing_if = "Option::is_none")]
     timesteps: Option<Vec<usize>>,
-    /// N + 1 sigmas ending in 0 (continuous schedules).
+    /// N + 1 sigmas ending in 0 (continuous schedules), or N flow sigmas without the 0
+    /// (flow: diffusers appends it).
     #[serde(skip_serializing_if = "Option::is_none")]
     sigmas: Option<Vec<f64>>,
     scheduler_hint: Hint,
@@ -50,6 +61,23 @@ struct NoiseInfo {
     beta_start: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     beta_end: Option<f64>,
+    /// The flow time shift the times were laid out with (already applied to them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shift: Option<f64>,
+}
+
+impl NoiseInfo {
+    /// Just the name (continuous schedules).
+    fn named(name: &'static str) -> Self {
+        Self {
+            name,
+            num_train_timesteps: None,
+            beta_schedule: None,
+            beta_start: None,
+            beta_end: None,
+            shift: None,
+        }
+    }
 }
 
 /// The scheduler to load and the `from_config` overrides it needs.
@@ -62,6 +90,7 @@ struct Hint {
 pub(super) fn export(plan: &Plan) -> Result<Exported> {
     match plan.ns {
         NoiseSchedule::VpDiscrete(d) => discrete(plan, d),
+        NoiseSchedule::Flow(f) => flow(plan, f),
         _ => continuous(plan),
     }
 }
@@ -150,7 +179,8 @@ fn discrete(plan: &Plan, d: &DiscreteVp) -> Result<Exported> {
             Prediction::Data => ClassicSolver::DpmSolverPp { order },
             Prediction::Noise => ClassicSolver::DpmSolver { order },
         };
-        Plan::classic(solver, tool_times.clone(), true).map(|c| (p, order, solver, c))
+        plan.classic(solver, tool_times.clone(), true)
+            .map(|c| (p, order, solver, c))
     };
     let exact = [Prediction::Data, Prediction::Noise]
         .into_iter()
@@ -261,6 +291,7 @@ fn discrete(plan: &Plan, d: &DiscreteVp) -> Result<Exported> {
             beta_schedule: Some(d.beta_schedule().as_str()),
             beta_start: Some(beta_start),
             beta_end: Some(beta_end),
+            shift: None,
         },
         timesteps: Some(ks),
         sigmas: None,
@@ -285,7 +316,9 @@ fn continuous(plan: &Plan) -> Result<Exported> {
     let mut notes = vec![plan.dropped_note("diffusers")];
     let mut times = plan.call_times().to_vec();
     times.push(0.0);
-    let exact = Plan::classic(ClassicSolver::Ddim, times, false).is_some_and(|c| plan.same_as(&c));
+    let exact = plan
+        .classic(ClassicSolver::Ddim, times, false)
+        .is_some_and(|c| plan.same_as(&c));
     if exact {
         notes.push(format!(
             "Nothing is lost for this schedule: diffusers runs this schedule exactly with {class}: Euler in σ (= DDIM) over these sigmas."
@@ -309,13 +342,7 @@ fn continuous(plan: &Plan) -> Result<Exported> {
         format: "s3-diffusers-export",
         version: 1,
         name: plan.schedule.name.clone(),
-        noise_schedule: NoiseInfo {
-            name: plan.ns.name(),
-            num_train_timesteps: None,
-            beta_schedule: None,
-            beta_start: None,
-            beta_end: None,
-        },
+        noise_schedule: NoiseInfo::named(plan.ns.name()),
         timesteps: None,
         sigmas: Some(sigmas),
         scheduler_hint: Hint {
@@ -329,6 +356,121 @@ fn continuous(plan: &Plan) -> Result<Exported> {
         text: serde_json::to_string_pretty(&file).expect("serialises") + "\n",
         notes,
     })
+}
+
+/// `sigmas` for FlowMatchEulerDiscreteScheduler (or UniPCMultistepScheduler with flow sigmas
+/// when that reproduces the schedule): the N flow sigmas of the model calls, no trailing 0.
+fn flow(plan: &Plan, f: &FlowMatch) -> Result<Exported> {
+    let mut sigmas = plan.sigmas(CONTEXT)?;
+    sigmas.pop(); // the terminal 0, which set_timesteps appends itself
+    let mut times = plan.call_times().to_vec();
+    times.push(0.0);
+    let mut notes = vec![plan.dropped_note("diffusers")];
+    let euler_exact = plan
+        .classic(ClassicSolver::Ddim, times.clone(), false)
+        .is_some_and(|c| plan.same_as(&c));
+    // UniPC with flow sigmas runs s3's UniPC builder over the same times; bh1 is left out
+    // because diffusers 0.42.1 computes 0·∞ = NaN on bh1's final step into σ = 0, and so is a
+    // first sigma within 1e-6 of 1, which diffusers moves (and from which it would run UniC).
+    let unipc_times = (1.0 - times[0]).abs() >= UNIPC_FLOW_EPS;
+    let unipc = (!euler_exact && unipc_times)
+        .then(|| {
+            (1..=3).find_map(|order| {
+                let solver = ClassicSolver::UniPc {
+                    variant: UniPcVariant::Bh2,
+                    order,
+                };
+                plan.classic(solver, times.clone(), true)
+                    .filter(|c| plan.same_as(c))
+                    .map(|c| (order, solver, c))
+            })
+        })
+        .flatten();
+    let mut config = Map::new();
+    let class = match &unipc {
+        Some((order, solver, c)) => {
+            notes.push(format!(
+                "Nothing is lost for this schedule: diffusers runs this schedule exactly with UniPCMultistepScheduler(use_flow_sigmas=True, prediction_type=\"flow_prediction\", flow_shift=1.0, solver_type=\"bh2\", solver_order={order}, lower_order_final=True, final_sigmas_type=\"zero\"): {}, orders {} (s3's builder of it matches diffusers 0.42.1, see tests/golden_flow.rs). It passes the model integer timesteps int(1000·σ) (truncated) while its solver uses the exact sigmas, as s3 does; the sigmas must be a numpy array (a list raises a TypeError in its set_timesteps).",
+                solver.label(),
+                Plan::orders_of(c)
+            ));
+            config.insert("use_flow_sigmas".into(), true.into());
+            config.insert("prediction_type".into(), "flow_prediction".into());
+            config.insert("flow_shift".into(), 1.0.into());
+            config.insert("solver_type".into(), "bh2".into());
+            config.insert("solver_order".into(), (*order).into());
+            config.insert("predict_x0".into(), true.into());
+            config.insert("lower_order_final".into(), true.into());
+            config.insert("final_sigmas_type".into(), "zero".into());
+            config.insert("disable_corrector".into(), Value::Array(Vec::new()));
+            "UniPCMultistepScheduler"
+        }
+        None => {
+            if euler_exact {
+                notes.push(
+                    "Nothing is lost for this schedule: diffusers runs this schedule exactly with FlowMatchEulerDiscreteScheduler: the flow Euler step x + (σ_next − σ)·v (= DDIM) over these sigmas.".into(),
+                );
+            } else {
+                notes.push(format!(
+                    "diffusers will run instead: FlowMatchEulerDiscreteScheduler, i.e. the flow Euler step x + (σ_next − σ)·v (= DDIM, order 1) at all {} steps with no corrector. DPMSolverMultistepScheduler takes no custom sigmas; UniPCMultistepScheduler(use_flow_sigmas=True) does and reproduces s3's UniPC-bh2 schedules over them.",
+                    plan.n
+                ));
+            }
+            config.insert("shift".into(), 1.0.into());
+            config.insert("shift_terminal".into(), Value::Null);
+            config.insert("invert_sigmas".into(), false.into());
+            config.insert("stochastic_sampling".into(), false.into());
+            "FlowMatchEulerDiscreteScheduler"
+        }
+    };
+    config.insert("use_dynamic_shifting".into(), false.into());
+    for k in [
+        "use_karras_sigmas",
+        "use_exponential_sigmas",
+        "use_beta_sigmas",
+    ] {
+        config.insert(k.into(), false.into());
+    }
+    notes.extend(plan.afs_note("diffusers"));
+    notes.extend(plan.end_note("diffusers"));
+    notes.push(format!(
+        "The sigmas are the flow σ = t of the {} model-call times (x = (1 − σ)·x0 + σ·ε), already shifted (shift {}); set_timesteps(sigmas=…) applies the scheduler's shift (or the dynamic `mu` shift) to custom sigmas again, so the hint sets {}=1.0 and use_dynamic_shifting=False. It appends the terminal 0 itself (hence N values, no trailing 0) and calls the model at timesteps {}·σ.",
+        plan.n,
+        fmt_num(f.shift()),
+        if unipc.is_some() { "flow_shift" } else { "shift" },
+        FLOW_TRAIN_TIMESTEPS
+    ));
+    notes.push(format!(
+        "Use: pipe.scheduler = {class}.from_config(pipe.scheduler.config, **scheduler_hint[\"config\"]); pipe(prompt, sigmas=sigmas) (see `usage` in the file)."
+    ));
+    let file = DiffusersFile {
+        format: "s3-diffusers-export",
+        version: 1,
+        name: plan.schedule.name.clone(),
+        noise_schedule: NoiseInfo {
+            num_train_timesteps: Some(FLOW_TRAIN_TIMESTEPS),
+            shift: Some(f.shift()),
+            ..NoiseInfo::named(plan.ns.name())
+        },
+        timesteps: None,
+        sigmas: Some(sigmas),
+        scheduler_hint: Hint { class, config },
+        usage: flow_usage_lines(class),
+        notes: notes.clone(),
+    };
+    Ok(Exported {
+        text: serde_json::to_string_pretty(&file).expect("serialises") + "\n",
+        notes,
+    })
+}
+
+/// [`usage_lines`] for flow: the sigmas as a numpy array (UniPC's set_timesteps needs one).
+fn flow_usage_lines(class: &str) -> Vec<String> {
+    let mut lines = usage_lines(class, "sigmas");
+    lines.insert(1, "import numpy as np".into());
+    let last = lines.len() - 1;
+    lines[last] = "image = pipe(prompt, sigmas=np.array(export[\"sigmas\"])).images[0]".into();
+    lines
 }
 
 /// Python lines that load this file into a pipeline `pipe`.

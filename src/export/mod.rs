@@ -3,8 +3,8 @@
 //! | format | file | contents |
 //! |---|---|---|
 //! | `s3` | `.json` | the full schedule ([`SolverSchedule::to_json`]): every per-step decision |
-//! | `diffusers` | `.json` | `timesteps` (N integers, descending, no trailing 0) for `vp-discrete`, else `sigmas` (N + 1 values ending in 0), plus a `scheduler_hint`, `usage` lines and the notes |
-//! | `k-diffusion` | `.json` | a plain list of N + 1 descending σ/α ending in 0 |
+//! | `diffusers` | `.json` | `timesteps` (N integers, descending, no trailing 0) for `vp-discrete`; `sigmas` (N flow sigmas, no trailing 0) for `flow`; else `sigmas` (N + 1 values ending in 0); plus a `scheduler_hint`, `usage` lines and the notes |
+//! | `k-diffusion` | `.json` | a plain list of N + 1 descending sigmas ending in 0 |
 //! | `comfyui` | `.txt` | one line for the `ManualSigmas` node: the same N + 1 sigmas, comma-separated |
 //!
 //! Conventions (reference/peers-and-interop.md §6): every target takes only the noise levels
@@ -14,7 +14,9 @@
 //! every target finishes by stepping to σ = 0 (returning the model's x0 prediction). The
 //! sigmas are σ/α ([`NoiseSchedule::ve_sigma`]), the noise level of the equivalent VE process
 //! that k-diffusion, ComfyUI and diffusers' Euler schedulers use; they are independent of the
-//! model's own time parametrisation. Integer diffusers timesteps index the training schedule:
+//! model's own time parametrisation. For `flow` they are the flow σ = t itself
+//! ([`NoiseSchedule::sampler_sigma`]; 1 at pure noise), as ComfyUI's flow models (SD3, Flux)
+//! and diffusers' flow schedulers take them. Integer diffusers timesteps index the training schedule:
 //! training timestep k is continuous time t = (k + 1)/N_train, so t maps to
 //! k = round(t·N_train − 1).
 //!
@@ -96,7 +98,7 @@ pub fn export(
     ns: &NoiseSchedule,
     format: ExportFormat,
 ) -> Result<Exported> {
-    schedule.validate()?;
+    schedule.validate_on(ns)?;
     if let Some(name) = &schedule.noise_schedule
         && name != ns.name()
     {
@@ -179,7 +181,8 @@ impl<'a> Plan<'a> {
         self.schedule.timesteps[self.n]
     }
 
-    /// σ/α at the model-call times followed by 0: N + 1 strictly decreasing values.
+    /// The targets' sigmas ([`NoiseSchedule::sampler_sigma`]: σ/α, or the flow σ = t) at the
+    /// model-call times followed by 0: N + 1 strictly decreasing values.
     pub fn sigmas(&self, context: &str) -> Result<Vec<f64>> {
         let mut v: Vec<f64> = self
             .call_times()
@@ -192,7 +195,7 @@ impl<'a> Plan<'a> {
                     context,
                     "sigmas",
                     format!(
-                        "timesteps[{i}] = {t} has noise level σ/α = {s} under {}; expected a finite positive value",
+                        "timesteps[{i}] = {t} has noise level {s} under {}; expected a finite positive value",
                         self.ns.name()
                     ),
                 ));
@@ -204,7 +207,7 @@ impl<'a> Plan<'a> {
                     context,
                     "sigmas",
                     format!(
-                        "σ/α at timesteps[{}] ({}) is not below σ/α at timesteps[{i}] ({}); the targets need strictly decreasing sigmas",
+                        "the sigma at timesteps[{}] ({}) is not below the sigma at timesteps[{i}] ({}); the targets need strictly decreasing sigmas",
                         i + 1,
                         w[1],
                         w[0]
@@ -273,7 +276,7 @@ impl<'a> Plan<'a> {
         (!self.schedule.denoises()).then(|| {
             let t = self.t_end();
             format!(
-                "The schedule stops at t_N = {} (σ/α = {}) without denoising; {tool} ends at σ = 0 instead: its last step goes from t_{} = {} to σ = 0 and returns the model's x0 prediction.",
+                "The schedule stops at t_N = {} (sigma {}) without denoising; {tool} ends at σ = 0 instead: its last step goes from t_{} = {} to σ = 0 and returns the model's x0 prediction.",
                 fmt_num(t),
                 fmt_num(ve_sigma(self.ns, t)),
                 self.n - 1,
@@ -304,23 +307,21 @@ impl<'a> Plan<'a> {
         join(candidate.steps.iter().map(|x| x.order))
     }
 
-    /// A classic solver over `times`, if its builder accepts them.
+    /// A classic solver over `times` on this noise schedule, if its builder accepts them.
     pub fn classic(
+        &self,
         solver: ClassicSolver,
         times: Vec<f64>,
         lower_order_final: bool,
     ) -> Option<SolverSchedule> {
-        solver.build(times, lower_order_final).ok()
+        solver.build_for(self.ns, times, lower_order_final).ok()
     }
 }
 
-/// σ/α at t: [`NoiseSchedule::ve_sigma`], except that EDM's is t itself (exactly, so that
-/// 80 stays 80).
+/// The targets' sigma at t: [`NoiseSchedule::sampler_sigma`] (σ/α; EDM's and flow's σ = t
+/// exactly, so that 80 stays 80 and flow's 1 stays 1).
 pub(crate) fn ve_sigma(ns: &NoiseSchedule, t: f64) -> f64 {
-    match ns {
-        NoiseSchedule::Edm => t,
-        _ => ns.ve_sigma(t),
-    }
+    ns.sampler_sigma(t)
 }
 
 /// Two steps do the same thing (an order-1 step without corrector is DDIM in either

@@ -3,6 +3,12 @@
 //! Both take N + 1 descending noise levels σ/α ending in 0: σ/α at the N model-call times
 //! t_0 … t_{N−1}, then 0. Every k-diffusion sampler steps through consecutive pairs, calls the
 //! model at each σ but the final 0 and returns the x0 prediction on the step into 0.
+//!
+//! For `flow` the levels are the flow σ = t (1 at pure noise), as ComfyUI's flow models (SD3,
+//! Flux: `CONST` model sampling, x = (1 − σ)·x0 + σ·ε) take them. There the Euler sampler's
+//! d = (x − x̂0)/σ is the velocity ε − x0, so `sample_euler` is exactly s3's flow Euler (=
+//! DDIM); the multistep samplers step in log σ as for a VE process, which on a flow model is
+//! not s3's λ = log((1 − σ)/σ), so they are never claimed to reproduce an s3 schedule.
 
 use super::{Exported, Plan, fmt_num, join, pred_name};
 use crate::error::Result;
@@ -28,7 +34,8 @@ fn choose(plan: &Plan, with_unipc: bool) -> Sampler {
     times.push(0.0);
     let n = plan.n;
     let exact_as = |solver: ClassicSolver| {
-        Plan::classic(solver, times.clone(), false).filter(|c| plan.same_as(c))
+        plan.classic(solver, times.clone(), false)
+            .filter(|c| plan.same_as(c))
     };
     if let Some(c) = exact_as(ClassicSolver::Ddim) {
         return Sampler {
@@ -39,7 +46,8 @@ fn choose(plan: &Plan, with_unipc: bool) -> Sampler {
             exact: true,
         };
     }
-    if let Some(c) = exact_as(ClassicSolver::DpmSolverPp { order: 2 }) {
+    let flow = matches!(plan.ns, NoiseSchedule::Flow(_));
+    if let Some(c) = exact_as(ClassicSolver::DpmSolverPp { order: 2 }).filter(|_| !flow) {
         return Sampler {
             k_diffusion: "sample_dpmpp_2m",
             k_kwargs: "",
@@ -77,7 +85,8 @@ fn choose(plan: &Plan, with_unipc: bool) -> Sampler {
             exact: false,
         },
         2 => {
-            let orders = Plan::classic(ClassicSolver::DpmSolverPp { order: 2 }, times, false)
+            let orders = plan
+                .classic(ClassicSolver::DpmSolverPp { order: 2 }, times, false)
                 .map(|c| format!(", orders {}", Plan::orders_of(&c)))
                 .unwrap_or_default();
             Sampler {
@@ -132,6 +141,17 @@ fn common_notes(plan: &Plan, tool: &str, sampler: &Sampler, how: &str) -> Vec<St
     notes
 }
 
+/// For flow: what the sigmas are and how the tool's samplers read them.
+fn flow_note(plan: &Plan, tool: &str) -> Option<String> {
+    let NoiseSchedule::Flow(f) = plan.ns else {
+        return None;
+    };
+    Some(format!(
+        "These are flow sigmas σ = t (x = (1 − σ)·x0 + σ·ε; σ = 1 is pure noise), already shifted (shift {}): give them to a flow model as they are (ComfyUI's ModelSamplingSD3/Flux shift applies only to its own schedulers, not to a SIGMAS list). {tool}'s Euler sampler is exactly flow Euler on them (its d = (x − x̂0)/σ is the velocity); its multistep samplers step in log σ as for a VE process, not in s3's λ = log((1 − σ)/σ), so only Euler reproduces an s3 solver.",
+        fmt_num(f.shift())
+    ))
+}
+
 /// A JSON list of N + 1 descending sigmas ending in 0.
 pub(super) fn k_diffusion(plan: &Plan) -> Result<Exported> {
     let sigmas = plan.sigmas("export --format k-diffusion")?;
@@ -142,9 +162,16 @@ pub(super) fn k_diffusion(plan: &Plan) -> Result<Exported> {
         sampler.k_kwargs.replace(", ", " with ")
     );
     let mut notes = common_notes(plan, "k-diffusion", &sampler, &how);
+    notes.extend(flow_note(plan, "k-diffusion"));
     notes.push(format!(
-        "Use: sigmas = torch.tensor(json.load(open(FILE)), device=device); x = k_diffusion.sampling.{}(model, torch.randn(shape, device=device) * sigmas[0], sigmas{}) with a k-diffusion denoiser wrapper for the model (e.g. CompVisDenoiser for VP models).",
-        sampler.k_diffusion, sampler.k_kwargs,
+        "Use: sigmas = torch.tensor(json.load(open(FILE)), device=device); x = k_diffusion.sampling.{}(model, torch.randn(shape, device=device) * sigmas[0], sigmas{}) with a k-diffusion denoiser wrapper for the model ({}).",
+        sampler.k_diffusion,
+        sampler.k_kwargs,
+        if matches!(plan.ns, NoiseSchedule::Flow(_)) {
+            "for a flow model one that returns x̂0 = x − σ·v; k-diffusion ships none"
+        } else {
+            "e.g. CompVisDenoiser for VP models"
+        },
     ));
     let text = serde_json::to_string(&sigmas).expect("floats serialise") + "\n";
     Ok(Exported { text, notes })
@@ -155,6 +182,7 @@ pub(super) fn comfyui(plan: &Plan) -> Result<Exported> {
     let sigmas = plan.sigmas("export --format comfyui")?;
     let sampler = choose(plan, true);
     let mut notes = common_notes(plan, "ComfyUI", &sampler, &sampler.comfyui);
+    notes.extend(flow_note(plan, "ComfyUI"));
     notes.push(format!(
         "Use: paste the line into a ManualSigmas node and connect its SIGMAS to SamplerCustom (or SamplerCustomAdvanced) together with {}. The {} values mean {} steps.",
         sampler.comfyui,

@@ -1,6 +1,12 @@
-//! Gaussian-mixture data laws. Under any VP or EDM schedule a mixture has a closed-form noise
-//! prediction, so it is an exact diffusion model: solver error can be measured against the
-//! true ODE, and data moments are known exactly.
+//! Gaussian-mixture data laws. Under any schedule x_t = α·x0 + σ·ε (VP, EDM, flow) a mixture
+//! has closed-form noise and data predictions, so it is an exact diffusion model: solver error
+//! can be measured against the true ODE, and data moments are known exactly.
+//!
+//! Its `forward` output is ε. For both predictions ([`Denoiser::predictions`]) it computes ε
+//! directly where α ≥ σ and x0 directly where α < σ: each is then the well-conditioned one,
+//! the other following from x = α·x0 + σ·ε with a factor ≤ 1 (x0 = (x − σ·ε)/α would amplify
+//! the f32 rounding of ε by σ/α, 10⁶ at flow's t = 1 − 10⁻⁶, and is 0/0 at pure noise, where
+//! the x0 prediction is the data mean).
 
 use super::{Denoiser, Parameterization, Real, TimePoint};
 use crate::error::{Result, S3Error};
@@ -275,12 +281,14 @@ impl GaussianMixture {
         out
     }
 
-    /// ε(x) for one sample, using `scratch` (length K) for the component log-densities.
-    fn eps_one<T: Real>(
+    /// ε(x) — or x0(x) = Σ_k γ_k (m_k + α s_k² (x − α m_k)/v_k) when `data` — for one
+    /// sample, using `scratch` (length K) for the component log-densities.
+    fn predict_one<T: Real>(
         &self,
         x: &[T],
         alpha: f64,
         sigma: f64,
+        data: bool,
         scratch: &mut [f64],
         out: &mut [T],
     ) {
@@ -333,11 +341,17 @@ impl GaussianMixture {
             for (d, a) in acc.iter_mut().enumerate() {
                 let sd = self.std_of(k, d);
                 let v = a2 * sd * sd + s2;
-                *a += g * (x[d].to_f64() - alpha * m[d]) / v;
+                let r = (x[d].to_f64() - alpha * m[d]) / v;
+                *a += if data {
+                    g * (m[d] + alpha * sd * sd * r)
+                } else {
+                    g * r
+                };
             }
         }
+        let scale = if data { 1.0 } else { sigma };
         for (o, a) in out.iter_mut().zip(acc) {
-            *o = T::from_f64(sigma * a);
+            *o = T::from_f64(scale * a);
         }
     }
 }
@@ -385,16 +399,61 @@ impl Denoiser for GaussianMixture {
     }
 
     fn forward(&self, x: &[f32], time: TimePoint, out: &mut [f32]) -> Result<()> {
-        self.forward_real(x, time, out)
+        self.forward_real(x, time, false, out)
     }
 
     fn forward_f64(&self, x: &[f64], time: TimePoint, out: &mut [f64]) -> Result<()> {
-        self.forward_real(x, time, out)
+        self.forward_real(x, time, false, out)
+    }
+
+    fn predictions(
+        &self,
+        x: &[f32],
+        time: TimePoint,
+        eps: &mut [f32],
+        x0: &mut [f32],
+    ) -> Option<Result<()>> {
+        Some(self.predictions_real(x, time, eps, x0))
+    }
+
+    fn predictions_f64(
+        &self,
+        x: &[f64],
+        time: TimePoint,
+        eps: &mut [f64],
+        x0: &mut [f64],
+    ) -> Option<Result<()>> {
+        Some(self.predictions_real(x, time, eps, x0))
     }
 }
 
 impl GaussianMixture {
-    fn forward_real<T: Real>(&self, x: &[T], time: TimePoint, out: &mut [T]) -> Result<()> {
+    /// ε and x0, the well-conditioned one computed directly (see the module notes).
+    fn predictions_real<T: Real>(
+        &self,
+        x: &[T],
+        time: TimePoint,
+        eps: &mut [T],
+        x0: &mut [T],
+    ) -> Result<()> {
+        let data = time.alpha < time.sigma;
+        self.forward_real(x, time, data, eps)?;
+        let param = if data {
+            Parameterization::X0
+        } else {
+            Parameterization::Eps
+        };
+        super::output_to_predictions(param, x, time, eps, x0)
+    }
+
+    /// ε, or with `data` the x0 prediction, into `out`.
+    fn forward_real<T: Real>(
+        &self,
+        x: &[T],
+        time: TimePoint,
+        data: bool,
+        out: &mut [T],
+    ) -> Result<()> {
         let d = self.dim;
         if time.sigma <= 0.0 {
             return Err(S3Error::Numerical(format!(
@@ -402,16 +461,17 @@ impl GaussianMixture {
                 time.t
             )));
         }
+        let (alpha, sigma) = (time.alpha, time.sigma);
         match &self.stds {
             Stds::Isotropic(s) => {
                 out.par_chunks_mut(d * GEMM_ROWS)
                     .zip(x.par_chunks(d * GEMM_ROWS))
-                    .for_each(|(o, xi)| self.eps_isotropic_block(xi, time.alpha, time.sigma, s, o));
+                    .for_each(|(o, xi)| self.isotropic_block(xi, alpha, sigma, s, data, o));
             }
             Stds::Diagonal(_) => {
                 out.par_chunks_mut(d).zip(x.par_chunks(d)).for_each_init(
                     || vec![0.0; self.components()],
-                    |scratch, (o, xi)| self.eps_one(xi, time.alpha, time.sigma, scratch, o),
+                    |scratch, (o, xi)| self.predict_one(xi, alpha, sigma, data, scratch, o),
                 );
             }
         }
@@ -423,16 +483,18 @@ impl GaussianMixture {
 const GEMM_ROWS: usize = 128;
 
 impl GaussianMixture {
-    /// ε for a block of samples with isotropic components, as two f64 matrix products:
-    /// ‖x − αm_k‖² = ‖x‖² − 2α x·m_k + α²‖m_k‖² (exact enough in f64: the cancellation error
-    /// ~1e-16·‖x‖² stays far below the smallest variance α²s² + σ²), then
-    /// ε = σ [(Σ_k γ_k/v_k) x − α Σ_k (γ_k/v_k) m_k].
-    fn eps_isotropic_block<T: Real>(
+    /// ε (or x0 when `data`) for a block of samples with isotropic components, as two f64
+    /// matrix products: ‖x − αm_k‖² = ‖x‖² − 2α x·m_k + α²‖m_k‖² (exact enough in f64: the
+    /// cancellation error ~1e-16·‖x‖² stays far below the smallest variance α²s² + σ²), then
+    /// with g_k = γ_k/v_k: ε = σ [(Σ_k g_k) x − α Σ_k g_k m_k] and
+    /// x0 = σ² Σ_k g_k m_k + α (Σ_k g_k s_k²) x.
+    fn isotropic_block<T: Real>(
         &self,
         x: &[T],
         alpha: f64,
         sigma: f64,
         stds: &[f64],
+        data: bool,
         out: &mut [T],
     ) {
         let (d, k) = (self.dim, self.components());
@@ -447,7 +509,7 @@ impl GaussianMixture {
         let base: Vec<f64> = (0..k)
             .map(|c| self.log_weights[c] - 0.5 * d as f64 * (ln_2pi + v[c].ln()))
             .collect();
-        let mut coef_x = vec![0.0; n];
+        let (mut coef_x, mut coef_s) = (vec![0.0; n], vec![0.0; n]);
         for (i, mut col) in g.column_iter_mut().enumerate() {
             let x2: f64 = xm.column(i).iter().map(|v| v * v).sum();
             let mut max = f64::NEG_INFINITY;
@@ -463,17 +525,24 @@ impl GaussianMixture {
                 *e = if r < -60.0 { 0.0 } else { r.exp() };
                 norm += *e;
             }
-            let mut cx = 0.0;
+            let (mut cx, mut cs) = (0.0, 0.0);
             for (c, e) in col.iter_mut().enumerate() {
                 *e /= norm * v[c];
                 cx += *e;
+                cs += *e * stds[c] * stds[c];
             }
             coef_x[i] = cx;
+            coef_s[i] = cs;
         }
         let gm = means_t * &g; // d × n: Σ_k (γ_k/v_k) m_k
         for (i, o) in out.chunks_mut(d).enumerate() {
             for (j, oj) in o.iter_mut().enumerate() {
-                *oj = T::from_f64(sigma * (coef_x[i] * xm[(j, i)] - alpha * gm[(j, i)]));
+                let (xj, gmj) = (xm[(j, i)], gm[(j, i)]);
+                *oj = T::from_f64(if data {
+                    s2 * gmj + alpha * coef_s[i] * xj
+                } else {
+                    sigma * (coef_x[i] * xj - alpha * gmj)
+                });
             }
         }
     }
@@ -531,6 +600,58 @@ mod tests {
             xm[d] -= h;
             let score = (log_p(xp) - log_p(xm)) / (2.0 * h);
             assert!((out[d] as f64 + sigma * score).abs() < 1e-5, "d={d}");
+        }
+    }
+
+    /// At α = 0 the mixture's x0 prediction is E[x0], and its ε is exactly x/σ.
+    #[test]
+    fn pure_noise_gives_the_data_mean_as_x0() {
+        let g = two_component();
+        let time = TimePoint {
+            t: 1.0,
+            alpha: 0.0,
+            sigma: 1.0,
+        };
+        let x = [0.3f64, -0.2, 1.5, 2.0];
+        let (mut eps, mut x0) = ([0f64; 4], [0f64; 4]);
+        crate::model::eval_predictions(&g, &x, time, &mut eps, &mut x0).unwrap();
+        let mu = g.data_mean();
+        for (got, want) in x0.iter().zip([mu[0], mu[1], mu[0], mu[1]]) {
+            assert!((got - want).abs() < 1e-15, "{got} vs {want}");
+        }
+        assert_eq!(eps, x);
+    }
+
+    /// Both outputs are the exact predictions: x = α·x0 + σ·ε across the switch at α = σ, for
+    /// isotropic and diagonal components.
+    #[test]
+    fn x0_and_eps_outputs_are_consistent() {
+        let diag = GaussianMixture::from_json_str(
+            r#"{"shape":[2],"weights":[0.3,0.7],"means":[[1,0],[-1,0.5]],"stds":[[0.2,0.3],[0.4,0.1]]}"#,
+            "test",
+        )
+        .unwrap();
+        let x = [0.3f64, -0.2, 1.5, 2.0];
+        for g in [two_component(), diag] {
+            for (alpha, sigma) in [(0.8, 0.6), (0.6, 0.8), (0.3, 0.7), (0.7, 0.3)] {
+                let time = TimePoint {
+                    t: sigma,
+                    alpha,
+                    sigma,
+                };
+                let (mut eps, mut x0) = ([0f64; 4], [0f64; 4]);
+                crate::model::eval_predictions(&g, &x, time, &mut eps, &mut x0).unwrap();
+                for i in 0..4 {
+                    let back = alpha * x0[i] + sigma * eps[i];
+                    assert!((back - x[i]).abs() < 1e-14, "α={alpha}: {back} vs {}", x[i]);
+                }
+                // The same ε as `forward` whichever prediction was computed directly.
+                let mut direct = [0f64; 4];
+                g.forward_f64(&x, time, &mut direct).unwrap();
+                for i in 0..4 {
+                    assert!((direct[i] - eps[i]).abs() < 1e-13, "α={alpha}");
+                }
+            }
         }
     }
 

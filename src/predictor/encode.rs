@@ -74,7 +74,8 @@ impl Encoder {
     ///
     /// Per step slot (padded with zeros and a "present" flag 0 beyond N): present flag,
     /// normalised λ of the step's start and target (λ mapped to [0,1] over
-    /// [λ(t_max), λ(t_min)] of `ns`, a final 0 → a dedicated "denoise" flag and λ-position 1),
+    /// [λ(t_max), λ(t_min)] of `ns` — from −λ(t_min) where t_max is pure noise, which maps
+    /// to 0 — a final 0 → a dedicated "denoise" flag and λ-position 1),
     /// their difference, prediction one-hot (2), order one-hot (4), number of points of each
     /// derivative (scaled), the first derivative's relaxation (type one-hot and coefficient),
     /// corrector flag and corrector order; global: AFS one-hot (3), NFE/20, N/20 and a 10-value
@@ -102,12 +103,17 @@ impl Encoder {
                 n + 1
             ));
         }
-        let lam_lo = ns.lambda(ns.t_max());
+        // A pure-noise t_max (flow at t = 1) has λ = −∞; the range then starts at the
+        // mirror image of t_min, and pure noise encodes as 0 like every schedule's start.
+        let lam_lo = ns.finite_lambda_start(ns.t_max(), ns.t_min());
         let lam_hi = ns.lambda(ns.t_min());
         let span = lam_hi - lam_lo;
         let position = |t: f64| -> f32 {
             if t <= 0.0 {
                 return 1.0;
+            }
+            if ns.is_pure_noise(t) {
+                return 0.0;
             }
             let p = (ns.lambda(t) - lam_lo) / span;
             if p.is_finite() {

@@ -3,6 +3,7 @@
 
 use super::schedule::{Afs, Corrector, Derivative, Prediction, Relaxation, SolverSchedule, Step};
 use crate::error::{Result, S3Error};
+use crate::noise::NoiseSchedule;
 use serde::{Deserialize, Serialize};
 
 /// UniPC's B(h) choice.
@@ -92,11 +93,38 @@ impl ClassicSolver {
         }
     }
 
-    /// The schedule over `timesteps` (N + 1 values; a final 0 denoises). `lower_order_final`
-    /// lowers the last orders as diffusers does: DPM-Solver(++) uses order 1 on the last step
-    /// and at most 2 on the one before when N < 15 (and always order 1 into σ = 0); UniPC
-    /// uses min(order, N − i) at step i.
+    /// The schedule over `timesteps` (N + 1 values; a final 0 denoises), none of which may be
+    /// pure noise (use [`ClassicSolver::build_for`] for a flow grid from t = 1).
+    /// `lower_order_final` lowers the last orders as diffusers does: DPM-Solver(++) uses
+    /// order 1 on the last step and at most 2 on the one before when N < 15 (and always
+    /// order 1 into σ = 0); UniPC uses min(order, N − i) at step i.
     pub fn build(&self, timesteps: Vec<f64>, lower_order_final: bool) -> Result<SolverSchedule> {
+        self.build_with(timesteps, lower_order_final, false)
+    }
+
+    /// [`ClassicSolver::build`] for the noise schedule `ns`, validated on it. When t_0 is pure
+    /// noise under `ns` (flow at t = 1: α = 0, λ = −∞) the solver starts as it would from a
+    /// finite point with t_0 left out of its history: the first step is order 1 without a
+    /// corrector (its exact limit, see `update`), and step i ≥ 1 uses at most order i, so no
+    /// finite difference reaches back to t_0. Otherwise it is [`ClassicSolver::build`].
+    pub fn build_for(
+        &self,
+        ns: &NoiseSchedule,
+        timesteps: Vec<f64>,
+        lower_order_final: bool,
+    ) -> Result<SolverSchedule> {
+        let pure = timesteps.first().is_some_and(|&t| ns.is_pure_noise(t));
+        let s = self.build_with(timesteps, lower_order_final, pure)?;
+        s.validate_on(ns)?;
+        Ok(s)
+    }
+
+    fn build_with(
+        &self,
+        timesteps: Vec<f64>,
+        lower_order_final: bool,
+        pure_start: bool,
+    ) -> Result<SolverSchedule> {
         let max = self.max_order();
         if !(1..=3).contains(&max) {
             return Err(S3Error::field(
@@ -108,8 +136,10 @@ impl ClassicSolver {
         let n = timesteps.len().saturating_sub(1);
         let denoise = timesteps.last() == Some(&0.0);
         let mut steps = Vec::with_capacity(n);
+        // Finite history points before step i: i + 1, less a pure-noise t_0.
+        let usable = |i: usize| (i + 1 - usize::from(pure_start)).max(1);
         for i in 0..n {
-            let mut order = max.min(i + 1);
+            let mut order = max.min(usable(i));
             match self {
                 ClassicSolver::UniPc { .. } => {
                     if lower_order_final {
@@ -129,6 +159,7 @@ impl ClassicSolver {
             let mut step = self.step(order);
             if let ClassicSolver::UniPc { variant, .. } = self
                 && i + 1 < n
+                && !(pure_start && i == 0)
             {
                 step.corrector = Some(unic(order, *variant));
             }
@@ -229,6 +260,48 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// From flow's t = 1 every builder starts with an order-1 step without corrector and never
+    /// uses t_0 in a derivative: the schedules validate on flow and orders lag by one step.
+    #[test]
+    fn builders_skip_a_pure_noise_start_in_their_history() {
+        let ns = NoiseSchedule::Flow(crate::noise::FlowMatch::new(3.0).unwrap());
+        let orders = |s: &SolverSchedule| s.steps.iter().map(|x| x.order).collect::<Vec<_>>();
+        for solver in ClassicSolver::all() {
+            for n in 1..=12 {
+                for denoise in [false, true] {
+                    let s = solver.build_for(&ns, ts(n, denoise), true).unwrap();
+                    assert_eq!(s.nfe, n, "{}", solver.label());
+                    assert!(s.steps[0].corrector.is_none() && s.steps[0].order == 1);
+                    // Without the pure start the plain builder's schedule is invalid on flow
+                    // as soon as a derivative or corrector would reach t_0.
+                    let plain = solver.build(ts(n, denoise), true).unwrap();
+                    let needs = plain.steps.iter().any(|x| x.order > 1)
+                        || plain.steps[0].corrector.is_some();
+                    assert_eq!(plain.validate_on(&ns).is_err(), needs, "{}", solver.label());
+                }
+            }
+        }
+        let dpm3 = ClassicSolver::DpmSolverPp { order: 3 };
+        assert_eq!(
+            orders(&dpm3.build_for(&ns, ts(6, true), true).unwrap()),
+            [1, 1, 2, 3, 2, 1]
+        );
+        let uni = ClassicSolver::UniPc {
+            variant: UniPcVariant::Bh2,
+            order: 3,
+        };
+        let s = uni.build_for(&ns, ts(6, true), true).unwrap();
+        assert_eq!(orders(&s), [1, 1, 2, 3, 2, 1]);
+        let corrected: Vec<bool> = s.steps.iter().map(|x| x.corrector.is_some()).collect();
+        assert_eq!(corrected, [false, true, true, true, true, false]);
+        // On a grid that does not start at pure noise build_for is build.
+        let vp = NoiseSchedule::vp_linear();
+        assert_eq!(
+            uni.build_for(&vp, ts(6, true), true).unwrap(),
+            uni.build(ts(6, true), true).unwrap()
+        );
     }
 
     #[test]

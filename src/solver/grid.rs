@@ -51,13 +51,17 @@ const SOLVER_PREFERENCE: [&str; 9] = [
     "ddim",
 ];
 
-/// Spacings best first: the continuous ones that lead at few steps, then diffusers' own.
-const SPACING_PREFERENCE: [&str; 7] = [
+/// Spacings best first: the continuous ones that lead at few steps, then diffusers' own
+/// (its flow grids included).
+const SPACING_PREFERENCE: [&str; 10] = [
     "time-quadratic",
     "logsnr",
+    "flow-unipc",
     "trailing",
+    "flow-dpm",
     "karras(rho=7)",
     "time-uniform",
+    "flow-euler",
     "linspace",
     "leading(offset=0)",
 ];
@@ -77,7 +81,7 @@ pub fn classic_grid(ns: &NoiseSchedule, nfe: usize) -> Vec<ClassicEntry> {
             let t_end = classic_end(solver, spacing, ns);
             let schedule = spacing
                 .timesteps(ns, nfe, ns.t_max(), t_end)
-                .and_then(|ts| solver.build(ts, true))
+                .and_then(|ts| solver.build_for(ns, ts, true))
                 .map(|s| s.with_name(format!("{} {}", solver.label(), spacing.label())));
             let (rs, rp) = (
                 rank(&SOLVER_PREFERENCE, &solver.label()),
@@ -131,6 +135,18 @@ mod tests {
                 p.label()
             );
         }
+    }
+
+    #[test]
+    fn flow_grids_are_ranked_too() {
+        let ns = crate::noise::NoiseScheduleSpec::new(crate::noise::NoiseScheduleName::Flow)
+            .with_shift(3.0)
+            .unwrap()
+            .build();
+        for p in Spacing::all_for(&ns) {
+            assert!(SPACING_PREFERENCE.contains(&p.label().as_str()), "{}", p.label());
+        }
+        assert!(classic_grid(&ns, 5).iter().all(|e| e.schedule.is_ok()));
     }
 
     #[test]

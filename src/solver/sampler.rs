@@ -6,7 +6,7 @@
 use super::schedule::{Afs, Prediction, SolverSchedule, Step};
 use super::update::{PointMeta, UpdatePlan, plan_update};
 use crate::error::{Result, S3Error};
-use crate::model::{Denoiser, Real, TimePoint, eval_eps};
+use crate::model::{Denoiser, Real, TimePoint, eval_predictions};
 use crate::noise::NoiseSchedule;
 use rayon::prelude::*;
 use std::collections::VecDeque;
@@ -62,25 +62,10 @@ impl<'a> Sampler<'a> {
         self
     }
 
-    /// Checks that the schedule is valid and its times lie on this noise schedule.
+    /// Checks that the schedule is valid and its times lie on this noise schedule
+    /// ([`SolverSchedule::validate_on`]).
     pub fn check(&self, schedule: &SolverSchedule) -> Result<()> {
-        schedule.validate()?;
-        let t_max = self.ns.t_max();
-        if schedule.timesteps[0] > t_max * (1.0 + 1e-9) {
-            return Err(S3Error::InvalidSchedule(format!(
-                "timesteps[0] = {} is beyond the {} schedule's end T = {t_max}",
-                schedule.timesteps[0],
-                self.ns.name()
-            )));
-        }
-        for (i, &t) in schedule.timesteps.iter().enumerate() {
-            if t > 0.0 && !self.ns.lambda(t).is_finite() {
-                return Err(S3Error::InvalidSchedule(format!(
-                    "timesteps[{i}] = {t} has no finite log-SNR under {}",
-                    self.ns.name()
-                )));
-            }
-        }
+        schedule.validate_on(self.ns)?;
         if schedule.afs == Afs::AverageX0 && self.data_mean.is_none() {
             return Err(S3Error::InvalidSchedule(
                 "afs `average_x0` needs the data mean, which this model does not provide".into(),
@@ -90,7 +75,7 @@ impl<'a> Sampler<'a> {
     }
 
     /// Runs `schedule` from the initial noise `x_t0` (`batch × dim`, drawn at t_0: for VP
-    /// schedules x_T ~ N(0, I), for EDM x_T ~ N(0, T² I)).
+    /// schedules x_T ~ N(0, I), for EDM x_T ~ N(0, T² I), for flow from t = 1 x_T ~ N(0, I)).
     pub fn sample(&self, schedule: &SolverSchedule, x_t0: &[f32]) -> Result<SampleOutput> {
         self.sample_real(schedule, x_t0)
     }
@@ -137,14 +122,20 @@ impl<'a> Sampler<'a> {
             alpha: m.alpha,
             sigma: m.sigma,
         };
-        eval_eps(self.model, &p.x, time, &mut p.eps)?;
-        if let Some(i) = p.eps.par_iter().position_any(|v| !v.to_f64().is_finite()) {
+        eval_predictions(self.model, &p.x, time, &mut p.eps, &mut p.x0)?;
+        let bad = |v: &T| !v.to_f64().is_finite();
+        if let Some(i) = p.eps.par_iter().position_any(bad) {
             return Err(S3Error::Numerical(format!(
                 "the model returned a non-finite value at t = {} (element {i})",
                 m.t
             )));
         }
-        fill_x0(&mut p.x0, &p.x, &p.eps, m.alpha, m.sigma);
+        if let Some(i) = p.x0.par_iter().position_any(bad) {
+            return Err(S3Error::Numerical(format!(
+                "the x0 prediction is not finite at t = {} (element {i})",
+                m.t
+            )));
+        }
         Ok(())
     }
 
@@ -211,7 +202,7 @@ impl<'a> Sampler<'a> {
             )
             .map_err(|e| step_error(i, e))?;
             let mut x_new = take(&mut pool);
-            apply(&plan, &history, step.prediction, &mut x_new);
+            apply(&plan, &history, &mut x_new);
 
             // Recycle points no later step can reach.
             while history.len() >= depth {
@@ -259,7 +250,7 @@ impl<'a> Sampler<'a> {
         )?;
         let len = history.back().expect("non-empty").x.len();
         let mut x_corr = pool.pop().unwrap_or_else(|| vec![T::from_f64(0.0); len]);
-        apply(&plan, history, step.prediction, &mut x_corr);
+        apply(&plan, history, &mut x_corr);
         let newest = history.back_mut().expect("non-empty");
         let old = std::mem::replace(&mut newest.x, x_corr);
         pool.push(old);
@@ -275,26 +266,9 @@ fn step_error(i: usize, e: S3Error) -> S3Error {
     }
 }
 
-/// x0 = (x − σ ε)/α, element-wise.
-fn fill_x0<T: Real>(x0: &mut [T], x: &[T], eps: &[T], alpha: f64, sigma: f64) {
-    const BLOCK: usize = 1 << 14;
-    let inv_a = 1.0 / alpha;
-    x0.par_chunks_mut(BLOCK)
-        .zip(x.par_chunks(BLOCK).zip(eps.par_chunks(BLOCK)))
-        .for_each(|(o, (x, e))| {
-            for ((o, &xi), &ei) in o.iter_mut().zip(x).zip(e) {
-                *o = T::from_f64((xi.to_f64() - sigma * ei.to_f64()) * inv_a);
-            }
-        });
-}
-
-/// Applies a plan: out = c·x_s + Σ w_j F_j with F the ε or x0 history of `prediction`.
-fn apply<T: Real>(
-    plan: &UpdatePlan,
-    history: &VecDeque<Point<T>>,
-    prediction: Prediction,
-    out: &mut [T],
-) {
+/// Applies a plan: out = c·x_s + Σ w_j F_j with F the ε or x0 history of the plan's source.
+fn apply<T: Real>(plan: &UpdatePlan, history: &VecDeque<Point<T>>, out: &mut [T]) {
+    let prediction = plan.source;
     fn model_of<T>(p: &Point<T>, prediction: Prediction) -> &[T] {
         match prediction {
             Prediction::Noise => &p.eps,

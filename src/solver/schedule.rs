@@ -132,8 +132,10 @@ pub struct SolverSchedule {
     /// Informational: the noise schedule the timesteps were written for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub noise_schedule: Option<String>,
-    /// Informational, written on save and ignored on load: the plain VE noise levels σ/α of
-    /// the timesteps (ending in 0 when the schedule denoises), as k-diffusion takes them.
+    /// Informational, written on save and ignored on load: the plain noise levels of the
+    /// timesteps (ending in 0 when the schedule denoises) as sigma-list tools take them — σ/α
+    /// (k-diffusion) for VP and EDM, the flow σ = t for flow
+    /// ([`crate::noise::NoiseSchedule::sampler_sigma`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sigmas: Option<Vec<f64>>,
 }
@@ -324,6 +326,71 @@ impl SolverSchedule {
         Ok(())
     }
 
+    /// [`SolverSchedule::validate`] plus the rules that depend on the noise schedule: the
+    /// first time lies within `ns` (t_0 ≤ T), every positive time has a finite log-SNR except
+    /// a pure-noise start (α = 0, λ = −∞: flow at t = 1), and a pure-noise t_0 only starts the
+    /// first step — that step takes no corrector (it would redo the step from t_0 with
+    /// finite differences) and no later derivative or corrector uses t_0 as a point, since
+    /// divided differences in λ are undefined at λ = −∞.
+    pub fn validate_on(&self, ns: &crate::noise::NoiseSchedule) -> Result<()> {
+        self.validate()?;
+        let bad = |m: String| Err(S3Error::InvalidSchedule(m));
+        let t_max = ns.t_max();
+        if self.timesteps[0] > t_max * (1.0 + 1e-9) {
+            return bad(format!(
+                "timesteps[0] = {} is beyond the {} schedule's end T = {t_max}",
+                self.timesteps[0],
+                ns.name()
+            ));
+        }
+        let pure_start = ns.is_pure_noise(self.timesteps[0]);
+        for (i, &t) in self.timesteps.iter().enumerate() {
+            if t > 0.0 && !(i == 0 && pure_start) && !ns.lambda(t).is_finite() {
+                return bad(format!(
+                    "timesteps[{i}] = {t} has no finite log-SNR under {}",
+                    ns.name()
+                ));
+            }
+        }
+        if !pure_start {
+            return Ok(());
+        }
+        let t0 = self.timesteps[0];
+        let why = format!(
+            "t_0 = {t0} is pure noise under {} (α = 0, λ = −∞), where finite differences in λ are undefined",
+            ns.name()
+        );
+        if self.steps[0].corrector.is_some() {
+            return bad(format!(
+                "step 0: a corrector would redo the step from t_0 with finite differences through it; {why}, so the first step takes no corrector"
+            ));
+        }
+        for (i, step) in self.steps.iter().enumerate().skip(1) {
+            // t_0 is history point −(i + 1) before step i and −(i + 2) after its model call.
+            let p0 = -(i as i32 + 1);
+            let uses = |ders: &[Derivative], p: i32| {
+                ders.iter()
+                    .enumerate()
+                    .find(|(_, d)| d.points.contains(&p))
+                    .map(|(k, _)| k + 1)
+            };
+            if let Some(d) = uses(&step.derivatives, p0) {
+                return bad(format!(
+                    "step {i}: predictor: derivative {d} uses point {p0}; {why}"
+                ));
+            }
+            if let Some(c) = &step.corrector
+                && let Some(d) = uses(c.derivatives(), p0 - 1)
+            {
+                return bad(format!(
+                    "step {i}: corrector: derivative {d} uses point {}; {why}",
+                    p0 - 1
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn validate_step(&self, i: usize, step: &Step) -> Result<()> {
         let bad = |m: String| Err(S3Error::InvalidSchedule(format!("step {i}: {m}")));
         let last = i + 1 == self.steps.len();
@@ -392,7 +459,12 @@ impl SolverSchedule {
     pub fn to_json(&self, ns: &crate::noise::NoiseSchedule) -> String {
         let mut s = self.clone();
         s.noise_schedule = Some(ns.name().to_string());
-        s.sigmas = Some(self.timesteps.iter().map(|&t| ns.ve_sigma(t)).collect());
+        s.sigmas = Some(
+            self.timesteps
+                .iter()
+                .map(|&t| ns.sampler_sigma(t))
+                .collect(),
+        );
         serde_json::to_string_pretty(&s).expect("schedules serialise") + "\n"
     }
 }

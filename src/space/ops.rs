@@ -5,6 +5,12 @@
 //! times in a normalised coordinate u ∈ (0, 1), and one gene per step (prediction, order,
 //! first-derivative point count, linear relaxation, corrector) — that `repair` turns into an
 //! always-valid [`SolverSchedule`] with exactly the target NFE.
+//!
+//! Schedules start at the noise schedule's t_max. Where that is pure noise (flow at t = 1:
+//! α = 0, λ = −∞) it is left out of every step's usable history — the first step is order 1
+//! without corrector and no derivative reaches back to it, as `validate_on` requires — and
+//! the λ coordinate measures u from the mirror image of the smallest final time,
+//! λ = −λ(t_ref) ([`NoiseSchedule::finite_lambda_start`]).
 
 use super::config::{SearchSpace, TimeCoordinate};
 use crate::error::{Result, S3Error};
@@ -44,6 +50,10 @@ pub struct Candidates<'a> {
     /// The smallest final time the space allows; u = 1 there.
     t_ref: f64,
     t_end_range: (f64, f64),
+    /// λ at u = 0 and u = 1 of the λ coordinate (finite).
+    lambda_range: (f64, f64),
+    /// Whether t_start is pure noise (then it never enters a derivative or corrector).
+    pure_start: bool,
 }
 
 fn draw<R: Rng>(prior: &BTreeMap<String, f64>, rng: &mut R) -> String {
@@ -84,6 +94,18 @@ impl<'a> Candidates<'a> {
                 ),
             ));
         }
+        let lambda_range = (ns.finite_lambda_start(t_start, lo), ns.lambda(lo));
+        if space.time.coordinate == TimeCoordinate::Lambda && lambda_range.0 >= lambda_range.1 {
+            return Err(S3Error::field(
+                &space.name,
+                "time.coordinate",
+                format!(
+                    "lambda from {}'s pure-noise start needs a smallest final time with λ > 0; t = {lo} has λ = {}",
+                    ns.name(),
+                    lambda_range.1
+                ),
+            ));
+        }
         Ok(Self {
             space,
             ns,
@@ -91,6 +113,8 @@ impl<'a> Candidates<'a> {
             t_start,
             t_ref: lo,
             t_end_range: (lo, hi),
+            lambda_range,
+            pure_start: ns.is_pure_noise(t_start),
         })
     }
 
@@ -103,7 +127,7 @@ impl<'a> Candidates<'a> {
         match self.space.time.coordinate {
             TimeCoordinate::T => (self.t_start - t) / (self.t_start - self.t_ref),
             TimeCoordinate::Lambda => {
-                let (l0, l1) = (self.ns.lambda(self.t_start), self.ns.lambda(self.t_ref));
+                let (l0, l1) = self.lambda_range;
                 (self.ns.lambda(t) - l0) / (l1 - l0)
             }
         }
@@ -113,7 +137,7 @@ impl<'a> Candidates<'a> {
         match self.space.time.coordinate {
             TimeCoordinate::T => self.t_start - u * (self.t_start - self.t_ref),
             TimeCoordinate::Lambda => {
-                let (l0, l1) = (self.ns.lambda(self.t_start), self.ns.lambda(self.t_ref));
+                let (l0, l1) = self.lambda_range;
                 self.ns.t_of_lambda(l0 + u * (l1 - l0))
             }
         }
@@ -350,12 +374,15 @@ impl<'a> Candidates<'a> {
     }
 
     fn step_of(&self, gene: &Gene, i: usize, last: bool) -> Step {
-        let order = gene.order.clamp(1, i + 1);
+        // History points before step i that a derivative may use: all i + 1 (the start −1
+        // included) but a pure-noise t_0.
+        let usable = (i + 1 - usize::from(self.pure_start)).max(1);
+        let order = gene.order.clamp(1, usable);
         let mut derivatives: Vec<Derivative> = (1..order)
             .map(|_| Derivative::new((2..=order as i32).map(|j| -j).collect()))
             .collect();
         if let Some(d1) = derivatives.first_mut() {
-            let m = gene.first_points.clamp(1, i);
+            let m = gene.first_points.clamp(1, usable - 1);
             d1.points = (2..=(m as i32 + 1)).map(|j| -j).collect();
             if let Some(c) = gene.relax {
                 d1.relaxation = Relaxation::Linear { c };
@@ -367,7 +394,7 @@ impl<'a> Candidates<'a> {
             derivatives,
             corrector: None,
         };
-        if gene.corrector && !last {
+        if gene.corrector && !last && !(self.pure_start && i == 0) {
             step.corrector = Some(Corrector::from_predictor(&step));
         }
         step
