@@ -30,34 +30,35 @@ fn norm_rel(a: &[f32], b: &[f32]) -> f64 {
 }
 
 #[test]
-fn model_configs_equal_the_native_mixture_for_eps_x0_and_v() {
-    for param in ["eps", "x0", "v"] {
+fn model_configs_equal_the_native_mixture_for_eps_x0_v_and_velocity() {
+    for param in ["eps", "x0", "v", "flow"] {
         let dir = format!("{FIXTURES}/mixture-{param}");
         // A directory and its model.json load the same network.
         let graph = Dataset::load(&dir).unwrap_or_else(|e| panic!("{dir}: {e}"));
         let by_file = Dataset::load(&format!("{dir}/model.json")).unwrap();
         assert_eq!(graph.identity(), by_file.identity());
+        let want = if param == "flow" { "velocity" } else { param };
         assert_eq!(
             serde_json::to_value(graph.model().parameterization()).unwrap(),
-            param
+            want
         );
-        let native = Dataset::load(&format!("{dir}/mixture.json")).unwrap();
-        let ns = native.noise.build();
+        // The same mixture natively, under the noise schedule the graph was built for.
+        let mut native = Dataset::load(&format!("{dir}/mixture.json")).unwrap();
+        native.noise = graph.noise;
+        let ns = graph.noise.build();
         let z = standard_noise(32, 4, 3);
         let (mut worst, mut worst_max) = (0f64, 0f64);
         for nfe in [5, 8] {
             // Spacings without the tiny last steps of Karras's, where high-order extrapolation
             // magnifies any f32 difference in the model output (either backend alike).
-            let grid = classic_grid(&ns, nfe).into_iter().filter(|e| {
-                matches!(
-                    e.spacing,
-                    Spacing::LogSnr | Spacing::TimeUniform | Spacing::TimeQuadratic
-                )
-            });
+            let grid = classic_grid(&ns, nfe)
+                .into_iter()
+                .filter(|e| !matches!(e.spacing, Spacing::Karras { .. }));
             for entry in grid {
                 let label = entry.label();
                 let s = entry.schedule.unwrap();
-                let x_t: Vec<f32> = z.clone();
+                let scale = s3::metric::prior_std(&ns, s.timesteps[0]) as f32;
+                let x_t: Vec<f32> = z.iter().map(|v| v * scale).collect();
                 let a = native.sampler(&ns).sample(&s, &x_t).unwrap().samples;
                 let b = graph.sampler(&ns).sample(&s, &x_t).unwrap().samples;
                 let rel = norm_rel(&a, &b);
@@ -266,7 +267,12 @@ fn the_teacher_converges_by_doubling_and_is_paid_once() {
     emit.extend(cifar);
     ok(&emit);
     let schedule = schedules.join("dpm-solver++-2M_logsnr.json");
-    for (name, dataset, nfe) in [("tiny U-Net", cifar, "200"), ("latent", latent, "100")] {
+    let digits_net = ["--dataset", "digits-net", "--models-dir", MODELS_DIR];
+    for (name, dataset, nfe) in [
+        ("tiny U-Net", cifar, "200"),
+        ("latent", latent, "100"),
+        ("digits-net", digits_net, "200"),
+    ] {
         let first = teacher_eval(&dataset, &schedule, store, nfe);
         let second = teacher_eval(&dataset, &schedule, store, nfe);
         assert_eq!(first["reference"]["cached"], false, "{name}");

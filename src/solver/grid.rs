@@ -144,7 +144,11 @@ mod tests {
             .unwrap()
             .build();
         for p in Spacing::all_for(&ns) {
-            assert!(SPACING_PREFERENCE.contains(&p.label().as_str()), "{}", p.label());
+            assert!(
+                SPACING_PREFERENCE.contains(&p.label().as_str()),
+                "{}",
+                p.label()
+            );
         }
         assert!(classic_grid(&ns, 5).iter().all(|e| e.schedule.is_ok()));
     }
