@@ -5,6 +5,9 @@
 //! ODE solve starts at t = 1 and agrees with a fine solver run; and the CLI runs baselines,
 //! MSE and a search on flow, with `--shift` and a dataset file's `{"name": "flow", ...}`.
 
+mod common;
+use common::{fails, ok};
+
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, StandardNormal};
@@ -14,7 +17,6 @@ use s3::solver::reference::reference_solve;
 use s3::solver::{ClassicSolver, Prediction, Sampler, SolverSchedule, Spacing};
 use s3::space::{Candidates, SearchSpace};
 use std::path::Path;
-use std::process::{Command, Output};
 
 /// The golden 6-d, 3-component mixture.
 fn mixture() -> GaussianMixture {
@@ -256,34 +258,6 @@ fn solves_from_pure_noise_converge_to_the_reference() {
 // ---------------------------------------------------------------------------------------------
 // The binary
 // ---------------------------------------------------------------------------------------------
-
-fn s3(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_s3"))
-        .args(args)
-        .output()
-        .expect("the s3 binary runs")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = s3(args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-fn fails(args: &[&str]) -> String {
-    let out = s3(args);
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
-    assert!(
-        err.starts_with("Error: ") && !err.contains("panicked"),
-        "{err}"
-    );
-    err
-}
 
 #[test]
 fn baselines_run_on_flow_from_the_cli_and_dataset_files() {

@@ -221,7 +221,7 @@ impl EventPrinter<'_> {
                 self.say(format!(
                     "cost estimate: {evaluations_left} evaluations left × {seconds_each:.2} s, \
                      then the final ranking ({final_evaluations} evaluations on \
-                     {} samples) ≈ {} in all",
+                     {} samples, and its own MSE reference if any) ≈ {} in all",
                     self.final_samples,
                     duration(*total_s)
                 ))

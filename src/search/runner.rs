@@ -146,9 +146,13 @@ struct Progress {
     initial: usize,
     best: Option<Evaluated>,
     best_classic: Option<(String, f64, SolverSchedule)>,
-    /// Evaluations computed (not served by the cache) by this process, and their time.
+    /// Evaluations computed (not served by the cache) by this process, and when the first
+    /// of them started.
     computed: usize,
-    computed_seconds: f64,
+    first_computed: Option<Instant>,
+    /// The expected cost of the final ranking's own MSE reference (other noise, more
+    /// samples), seconds; 0 for other metrics.
+    final_reference_s: f64,
 }
 
 impl Progress {
@@ -166,9 +170,12 @@ impl Progress {
         improved
     }
 
-    /// Mean seconds of the evaluations this process computed.
+    /// Wall seconds per computed evaluation since the first one started: the evaluation
+    /// itself and everything the search does around it (proposals, predictor training,
+    /// the store), so the estimate covers the whole run.
     fn seconds_each(&self) -> Option<f64> {
-        (self.computed > 0).then(|| self.computed_seconds / self.computed as f64)
+        let start = self.first_computed?;
+        Some(start.elapsed().as_secs_f64() / self.computed.max(1) as f64)
     }
 }
 
@@ -324,7 +331,8 @@ impl<'a> SearchRunner<'a> {
             best: None,
             best_classic: None,
             computed: 0,
-            computed_seconds: 0.0,
+            first_computed: None,
+            final_reference_s: 0.0,
         };
         for t in self.store.trials(&self.run_id)? {
             let interrupted = t
@@ -365,7 +373,7 @@ impl<'a> SearchRunner<'a> {
         let left = cfg.budget.saturating_sub(p.evaluated) as f64;
         let final_cost =
             self.final_evaluations() as f64 * (cfg.final_samples as f64 / cfg.samples as f64);
-        Some(each * (left + final_cost))
+        Some(each * (left + final_cost) + p.final_reference_s)
     }
 
     /// How many evaluations the final ranking pays at most: the best `final_top` and the
@@ -418,7 +426,10 @@ impl<'a> SearchRunner<'a> {
         let first_estimate = !cached && error.is_none() && progress.computed == 0;
         if !cached && error.is_none() {
             progress.computed += 1;
-            progress.computed_seconds += seconds;
+            if progress.first_computed.is_none() {
+                let took = Duration::from_secs_f64(seconds);
+                progress.first_computed = Instant::now().checked_sub(took);
+            }
         }
         if let Some(v) = value {
             let e = Evaluated {
@@ -493,7 +504,9 @@ impl<'a> SearchRunner<'a> {
             },
             on_event,
         )?;
-        self.prepare_reference(&ev, on_event)?;
+        if let Some(seconds) = self.prepare_reference(&ev, on_event)? {
+            progress.final_reference_s = seconds * cfg.final_samples as f64 / cfg.samples as f64;
+        }
         let mut strategy = make_strategy(
             cfg.strategy,
             StrategyContext {
@@ -619,9 +632,14 @@ impl<'a> SearchRunner<'a> {
 
     /// Solves (or loads) the MSE reference before the first evaluation, so its cost is
     /// reported apart from the evaluations' and the cost estimate is not skewed by it.
-    fn prepare_reference(&self, ev: &Evaluator, on_event: &mut dyn FnMut(&Event)) -> Result<()> {
+    /// Returns the seconds the reference took to solve (None for other metrics).
+    fn prepare_reference(
+        &self,
+        ev: &Evaluator,
+        on_event: &mut dyn FnMut(&Event),
+    ) -> Result<Option<f64>> {
         if self.config.metric != MetricKind::Mse {
-            return Ok(());
+            return Ok(None);
         }
         let info = ev.reference_info()?.clone();
         let cached = ev.reference_was_cached().unwrap_or(false);
@@ -633,7 +651,8 @@ impl<'a> SearchRunner<'a> {
                 cached,
             },
             on_event,
-        )
+        )?;
+        Ok(Some(info.seconds))
     }
 
     /// Reports the best classic seed, once all seeds are evaluated; false when there is none.
