@@ -359,18 +359,23 @@ fn the_headline_search_runs_on_the_cifar10_fixtures_and_the_budget_bounds_its_co
     );
 }
 
-/// A copy of the mixture-eps fixture whose `model.json` is edited by `edit`.
-fn broken_config(dir: &Path, edit: impl Fn(&mut serde_json::Value)) -> PathBuf {
-    let src = Path::new(FIXTURES).join("mixture-eps");
-    let dst = dir.join("model");
-    std::fs::create_dir_all(&dst).unwrap();
-    for f in ["model.onnx", "mixture.json"] {
+/// A copy in `dst` of the fixture folder `fixture` (its `files` and its `model.json`, edited by
+/// `edit`).
+fn edited_fixture(
+    fixture: &str,
+    files: &[&str],
+    dst: &Path,
+    edit: &dyn Fn(&mut serde_json::Value),
+) -> PathBuf {
+    let src = Path::new(FIXTURES).join(fixture);
+    std::fs::create_dir_all(dst).unwrap();
+    for f in files {
         std::fs::copy(src.join(f), dst.join(f)).unwrap();
     }
     let mut c = json(&src.join("model.json"));
     edit(&mut c);
     std::fs::write(dst.join("model.json"), c.to_string()).unwrap();
-    dst
+    dst.to_path_buf()
 }
 
 #[test]
@@ -401,7 +406,12 @@ fn configs_that_do_not_fit_their_graphs_are_refused_naming_field_and_graph() {
     ];
     for (what, edit, needles) in cases {
         let sub = dir.path().join(what.replace(' ', "-"));
-        let model = broken_config(&sub, edit);
+        let model = edited_fixture(
+            "mixture-eps",
+            &["model.onnx", "mixture.json"],
+            &sub.join("model"),
+            &*edit,
+        );
         let store = sub.join("store");
         let err = fails(&[
             "search",
@@ -425,17 +435,9 @@ fn configs_that_do_not_fit_their_graphs_are_refused_naming_field_and_graph() {
 #[test]
 fn decoders_and_conditioning_that_do_not_fit_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let src = Path::new(FIXTURES).join("latent-cfg");
     let copy = |name: &str, edit: &dyn Fn(&mut serde_json::Value)| -> PathBuf {
-        let dst = dir.path().join(name);
-        std::fs::create_dir_all(&dst).unwrap();
-        for f in ["model.onnx", "decoder.onnx", "conditioning.npy"] {
-            std::fs::copy(src.join(f), dst.join(f)).unwrap();
-        }
-        let mut c = json(&src.join("model.json"));
-        edit(&mut c);
-        std::fs::write(dst.join("model.json"), c.to_string()).unwrap();
-        dst
+        let files = ["model.onnx", "decoder.onnx", "conditioning.npy"];
+        edited_fixture("latent-cfg", &files, &dir.path().join(name), edit)
     };
     let decoder = copy("decoder", &|c| {
         c["decoder"]["output_shape"] = serde_json::json!([3, 16, 16])

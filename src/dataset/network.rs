@@ -112,8 +112,8 @@ impl Network {
         options: &LoadOptions,
         fid: Option<FidFiles>,
     ) -> Result<Self> {
-        let config = ModelConfig::load(path.file())?;
-        let model = OnnxModel::load_config(path, config.clone(), options.run)?;
+        let model = OnnxModel::load_config(path, ModelConfig::load(path.file())?, options.run)?;
+        let config = model.config();
         let mut files = vec![path.file().to_path_buf(), path.resolve(&config.onnx)];
         let fid_files = config.fid.clone().or(fid);
         let decoder = match &config.decoder {

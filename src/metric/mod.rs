@@ -127,6 +127,14 @@ pub struct Evaluation {
     pub samples: usize,
 }
 
+/// An evaluator's MSE reference: the outputs, how they were solved, and whether they came
+/// from the reference cache.
+struct Reference {
+    outputs: Vec<f32>,
+    info: ReferenceInfo,
+    cached: bool,
+}
+
 /// Evaluates schedules on one dataset, noise schedule, metric, sample count and noise seed.
 /// The noise, the reference statistics and (for MSE) the reference solve are computed once
 /// and reused for every schedule.
@@ -139,9 +147,7 @@ pub struct Evaluator<'a> {
     z: Vec<f32>,
     features: FeatureMap,
     exact: OnceLock<Moments>,
-    reference: OnceLock<(Vec<f32>, ReferenceInfo)>,
-    /// Whether the reference came from the cache (set when it is first needed).
-    reference_cached: OnceLock<bool>,
+    reference: OnceLock<Reference>,
     reference_cache: Option<ReferenceCache>,
     reference_nfe: usize,
 }
@@ -169,7 +175,6 @@ impl<'a> Evaluator<'a> {
             features: FeatureMap::for_shape(dataset.output_shape()),
             exact: OnceLock::new(),
             reference: OnceLock::new(),
-            reference_cached: OnceLock::new(),
             reference_cache: None,
             reference_nfe: DEFAULT_REFERENCE_NFE,
         })
@@ -390,18 +395,18 @@ impl<'a> Evaluator<'a> {
     /// The reference outputs for MSE (after the decoder), computed once per evaluator and
     /// kept in the reference cache when it has one.
     pub fn reference(&self) -> Result<&[f32]> {
-        Ok(&self.reference_entry()?.0)
+        Ok(&self.reference_entry()?.outputs)
     }
 
     /// Whether the MSE reference was taken from the reference cache (None before it was
     /// needed).
     pub fn reference_was_cached(&self) -> Option<bool> {
-        self.reference_cached.get().copied()
+        self.reference.get().map(|r| r.cached)
     }
 
     /// How the MSE reference was obtained (model calls, the doubling check).
     pub fn reference_info(&self) -> Result<&ReferenceInfo> {
-        Ok(&self.reference_entry()?.1)
+        Ok(&self.reference_entry()?.info)
     }
 
     /// The cache key of this evaluator's reference: model, noise schedule, noise, and how
@@ -417,7 +422,7 @@ impl<'a> Evaluator<'a> {
         )
     }
 
-    fn reference_entry(&self) -> Result<&(Vec<f32>, ReferenceInfo)> {
+    fn reference_entry(&self) -> Result<&Reference> {
         if let Some(r) = self.reference.get() {
             return Ok(r);
         }
@@ -426,10 +431,13 @@ impl<'a> Evaluator<'a> {
         if let Some(cache) = &self.reference_cache
             && let Some(found) = cache.get(&key, shape)?
         {
-            let _ = self.reference_cached.set(true);
-            return Ok(self.reference.get_or_init(|| found));
+            let (outputs, info) = found;
+            return Ok(self.reference.get_or_init(|| Reference {
+                outputs,
+                info,
+                cached: true,
+            }));
         }
-        let _ = self.reference_cached.set(false);
         let start = std::time::Instant::now();
         let (x, mut info) = if self.uses_teacher() {
             self.teacher_reference()?
@@ -440,7 +448,11 @@ impl<'a> Evaluator<'a> {
         if let Some(cache) = &self.reference_cache {
             cache.put(&key, &x, shape, &info)?;
         }
-        Ok(self.reference.get_or_init(|| (x, info)))
+        Ok(self.reference.get_or_init(|| Reference {
+            outputs: x,
+            info,
+            cached: false,
+        }))
     }
 
     /// A network's teacher: RK4 with [`Self::with_reference_nfe`] model calls from T to the

@@ -142,8 +142,6 @@ struct Progress {
     seen: HashSet<String>,
     /// Trials counted against the budget (finished or failed in evaluation).
     evaluated: usize,
-    /// The evaluated count when this process started.
-    initial: usize,
     best: Option<Evaluated>,
     best_classic: Option<(String, f64, SolverSchedule)>,
     /// Evaluations computed (not served by the cache) by this process, and when the first
@@ -327,7 +325,6 @@ impl<'a> SearchRunner<'a> {
             archive: Vec::new(),
             seen: HashSet::new(),
             evaluated: 0,
-            initial: 0,
             best: None,
             best_classic: None,
             computed: 0,
@@ -361,7 +358,6 @@ impl<'a> SearchRunner<'a> {
                 p.record(e, &t.source);
             }
         }
-        p.initial = p.evaluated;
         Ok(p)
     }
 
