@@ -1107,34 +1107,50 @@ def sd_conditioning(args: argparse.Namespace, model: str | None, seq_dim: tuple[
     return emb, f"{n} random N(0, 1) prompt embeddings and a random null embedding (numpy seed {args.seed})"
 
 
-def cmd_sd(args: argparse.Namespace) -> None:
-    """Exports a Stable-Diffusion-class pipeline: U-Net, VAE decoder, prompt embeddings."""
-    torch = import_torch()
-    from diffusers import AutoencoderKL, UNet2DConditionModel
+def load_denoiser_and_vae(args: argparse.Namespace, command: str, stem: str, cls, subfolder: str,
+                          label: str, tiny_net: dict, tiny_vae: dict):
+    """The denoiser (`cls` in `subfolder`) and the `AutoencoderKL` of a latent pipeline:
+    pretrained from `--model`, or random (`--random-weights`; `--tiny` for the tiny configs,
+    else `--model`'s architecture). Returns (net, vae, what, weights note, default name) for
+    the config's `source` and `name`; `command` is the subcommand (for errors) and `stem`
+    names random exports (`sd-tiny-random`)."""
+    from diffusers import AutoencoderKL
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     if args.tiny and not args.random_weights:
         fail("--tiny has no pretrained weights; use it with --random-weights")
     if not args.random_weights and not args.model:
-        fail("sd needs --model PATH_OR_HUB_ID (or --random-weights --tiny)")
+        fail(f"{command} needs --model PATH_OR_HUB_ID (or --random-weights --tiny)")
     if args.random_weights and not args.tiny and not args.model:
         fail("--random-weights without --tiny takes the architecture from --model's configs")
-    arch = None if args.tiny else args.model
+    parts = f"{cls.__name__} + AutoencoderKL"
     if args.random_weights:
-        unet = random_component(UNet2DConditionModel, arch, ["unet"], SD_TINY_UNET, args.seed)
-        vae = random_component(AutoencoderKL, arch, ["vae"], SD_TINY_VAE, args.seed + 1)
-        what = ("tiny diffusers UNet2DConditionModel + AutoencoderKL" if args.tiny else
-                f"diffusers UNet2DConditionModel + AutoencoderKL with the architecture of {args.model}")
+        arch = None if args.tiny else args.model
+        net = random_component(cls, arch, [subfolder], tiny_net, args.seed)
+        vae = random_component(AutoencoderKL, arch, ["vae"], tiny_vae, args.seed + 1)
+        what = (f"tiny diffusers {parts}" if args.tiny else
+                f"diffusers {parts} with the architecture of {args.model}")
         weights_note = (f"random weights (PyTorch default init, torch.manual_seed({args.seed}) for "
-                        f"the U-Net, {args.seed + 1} for the VAE)")
-        name = "sd-tiny-random" if args.tiny else "sd-random"
+                        f"the {label}, {args.seed + 1} for the VAE)")
+        name = f"{stem}-tiny-random" if args.tiny else f"{stem}-random"
     else:
-        unet, _ = load_component(UNet2DConditionModel, args.model, ["unet"], "U-Net")
+        net, _ = load_component(cls, args.model, [subfolder], label)
         vae, _ = load_component(AutoencoderKL, args.model, ["vae"], "VAE")
-        what = "diffusers UNet2DConditionModel + AutoencoderKL"
+        what = f"diffusers {parts}"
         weights_note = f"weights {args.model}"
         name = args.name or Path(args.model.rstrip("/")).name
+    return net, vae, what, weights_note, name
+
+
+def cmd_sd(args: argparse.Namespace) -> None:
+    """Exports a Stable-Diffusion-class pipeline: U-Net, VAE decoder, prompt embeddings."""
+    torch = import_torch()
+    from diffusers import UNet2DConditionModel
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    unet, vae, what, weights_note, name = load_denoiser_and_vae(
+        args, "sd", "sd", UNet2DConditionModel, "unet", "U-Net", SD_TINY_UNET, SD_TINY_VAE)
+    arch = None if args.tiny else args.model
     ucfg = unet.config
     if getattr(ucfg, "addition_embed_type", None) or getattr(ucfg, "class_embed_type", None) \
             or getattr(ucfg, "num_class_embeds", None):
@@ -1250,31 +1266,14 @@ def cmd_flow(args: argparse.Namespace) -> None:
     (zeros after); the exported graph splits them again (needs P <= D; SD3: P = 2048, D = 4096).
     """
     torch = import_torch()
-    from diffusers import AutoencoderKL, SD3Transformer2DModel
+    from diffusers import SD3Transformer2DModel
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    if args.tiny and not args.random_weights:
-        fail("--tiny has no pretrained weights; use it with --random-weights")
-    if not args.random_weights and not args.model:
-        fail("flow needs --model PATH_OR_HUB_ID (or --random-weights --tiny)")
-    if args.random_weights and not args.tiny and not args.model:
-        fail("--random-weights without --tiny takes the architecture from --model's configs")
+    tr, vae, what, weights_note, name = load_denoiser_and_vae(
+        args, "flow", "sd3", SD3Transformer2DModel, "transformer", "transformer", SD3_TINY_TRANSFORMER,
+        SD3_TINY_VAE)
     arch = None if args.tiny else args.model
-    if args.random_weights:
-        tr = random_component(SD3Transformer2DModel, arch, ["transformer"], SD3_TINY_TRANSFORMER, args.seed)
-        vae = random_component(AutoencoderKL, arch, ["vae"], SD3_TINY_VAE, args.seed + 1)
-        what = ("tiny diffusers SD3Transformer2DModel + AutoencoderKL" if args.tiny else
-                f"diffusers SD3Transformer2DModel + AutoencoderKL with the architecture of {args.model}")
-        weights_note = (f"random weights (PyTorch default init, torch.manual_seed({args.seed}) for "
-                        f"the transformer, {args.seed + 1} for the VAE)")
-        name = "sd3-tiny-random" if args.tiny else "sd3-random"
-    else:
-        tr, _ = load_component(SD3Transformer2DModel, args.model, ["transformer"], "transformer")
-        vae, _ = load_component(AutoencoderKL, args.model, ["vae"], "VAE")
-        what = "diffusers SD3Transformer2DModel + AutoencoderKL"
-        weights_note = f"weights {args.model}"
-        name = args.name or Path(args.model.rstrip("/")).name
     tcfg = tr.config
     size = list(args.latent_size) if args.latent_size else [tcfg.sample_size, tcfg.sample_size]
     sample_shape = [tcfg.in_channels, *size]
