@@ -203,20 +203,10 @@ def jsonable(v):
     raise TypeError(f"cannot serialise config value {v!r}")
 
 
-def run_diffusers(case, noise):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # dpmsolver (non-++) is "deprecated"
-        sched = case["cls"](**case["kwargs"])
-    sched.set_timesteps(case["steps"])
-    assert float(sched.init_noise_sigma) == 1.0, sched.init_noise_sigma
-    ac = sched.alphas_cumprod.clone()
-    n = len(sched.timesteps)
-    assert n == case["steps"]
-    is_unipc = isinstance(sched, UniPCMultistepScheduler)
-
-    # Instrumentation: wrap the instance's update methods to observe what step() calls.
-    log = []
-    if is_unipc:
+def instrument(sched, log):
+    """Wraps the instance's update methods (UniPC predictor/corrector, DPM-Solver orders) so
+    that `log` records, per `step()`, which updates ran and at which order."""
+    if isinstance(sched, UniPCMultistepScheduler):
         orig_p, orig_c = sched.multistep_uni_p_bh_update, sched.multistep_uni_c_bh_update
 
         def p_upd(*a, **k):
@@ -228,7 +218,7 @@ def run_diffusers(case, noise):
             return orig_c(*a, **k)
 
         sched.multistep_uni_p_bh_update, sched.multistep_uni_c_bh_update = p_upd, c_upd
-    else:
+    elif isinstance(sched, DPMSolverMultistepScheduler):
         for o, nm in ((1, "dpm_solver_first_order_update"),
                       (2, "multistep_dpm_solver_second_order_update"),
                       (3, "multistep_dpm_solver_third_order_update")):
@@ -239,6 +229,21 @@ def run_diffusers(case, noise):
                 return _orig(*a, **k)
 
             setattr(sched, nm, wrapped)
+
+
+def run_diffusers(case, noise):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # dpmsolver (non-++) is "deprecated"
+        sched = case["cls"](**case["kwargs"])
+    sched.set_timesteps(case["steps"])
+    assert float(sched.init_noise_sigma) == 1.0, sched.init_noise_sigma
+    ac = sched.alphas_cumprod.clone()
+    n = len(sched.timesteps)
+    assert n == case["steps"]
+    is_unipc = isinstance(sched, UniPCMultistepScheduler)
+
+    log = []
+    instrument(sched, log)
 
     x = torch.from_numpy(noise.copy()) * sched.init_noise_sigma
     per_step = []

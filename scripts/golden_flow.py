@@ -58,7 +58,7 @@ from diffusers import (
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "golden"
 sys.path.insert(0, str(ROOT / "scripts"))
-import golden_diffusers as gd  # noqa: E402  (order rules, JSON helpers, scale-relative diff)
+import golden_diffusers as gd  # noqa: E402  (order rules, instrumentation, JSON helpers, diffs)
 
 GMM = json.loads((GOLDEN / "gmm.json").read_text())
 assert GMM == gd.GMM, "tests/golden/gmm.json differs from scripts/golden_diffusers.py"
@@ -155,33 +155,6 @@ def build_cases():
 # ----------------------------------------------------------------------------------------------
 # Running diffusers with instrumentation
 # ----------------------------------------------------------------------------------------------
-def instrument(sched, log):
-    """Wrap the instance's update methods to record which orders step() runs."""
-    if isinstance(sched, UniPCMultistepScheduler):
-        orig_p, orig_c = sched.multistep_uni_p_bh_update, sched.multistep_uni_c_bh_update
-
-        def p_upd(*a, **k):
-            log.append(("P", k["order"]))
-            return orig_p(*a, **k)
-
-        def c_upd(*a, **k):
-            log.append(("C", k["order"]))
-            return orig_c(*a, **k)
-
-        sched.multistep_uni_p_bh_update, sched.multistep_uni_c_bh_update = p_upd, c_upd
-    elif isinstance(sched, DPMSolverMultistepScheduler):
-        for o, nm in ((1, "dpm_solver_first_order_update"),
-                      (2, "multistep_dpm_solver_second_order_update"),
-                      (3, "multistep_dpm_solver_third_order_update")):
-            orig = getattr(sched, nm)
-
-            def wrapped(*a, _o=o, _orig=orig, **k):
-                log.append(("P", _o))
-                return _orig(*a, **k)
-
-            setattr(sched, nm, wrapped)
-
-
 def sample(sched, noise):
     """diffusers' loop with the exact velocity; returns the final sample and per-step records."""
     # FlowMatchEulerDiscreteScheduler has no init_noise_sigma (pipelines start from the plain
@@ -189,7 +162,7 @@ def sample(sched, noise):
     init = float(getattr(sched, "init_noise_sigma", 1.0))
     assert init == 1.0, init
     log = []
-    instrument(sched, log)
+    gd.instrument(sched, log)
     x = torch.from_numpy(noise.copy()) * init
     per_step = []
     for i, t in enumerate(sched.timesteps):
