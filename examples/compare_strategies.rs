@@ -120,6 +120,7 @@ fn run_one(
         predictor: None,
         models_dir: None,
         reference_nfe: None,
+        solver: None,
     };
     let id = format!("{dataset}-nfe{nfe}-{}-seed{seed}", strategy.as_str());
     if store.run(&id).expect("store").is_none() {

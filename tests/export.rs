@@ -69,6 +69,15 @@ fn has(notes: &[String], needle: &str) -> bool {
     notes.iter().any(|n| n.contains(needle))
 }
 
+/// A JSON list of strings (the `usage` lines).
+fn lines(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not a list: {v}"))
+        .iter()
+        .map(|l| l.as_str().unwrap().to_string())
+        .collect()
+}
+
 fn expected_sigmas(s: &SolverSchedule, ns: &NoiseSchedule) -> Vec<f64> {
     let n = s.steps.len();
     // σ/α; EDM's is t itself, exactly.
@@ -122,14 +131,30 @@ fn diffusers_linspace_schedule_exports_the_integer_timesteps_exactly() {
     assert_eq!(hint["config"]["final_sigmas_type"], "zero");
     assert_eq!(hint["config"]["use_karras_sigmas"], false);
     assert_eq!(v["noise_schedule"]["beta_schedule"], "linear");
-    assert!(v["usage"].as_array().unwrap().iter().any(|l| {
-        l.as_str()
-            .unwrap()
-            .contains("timesteps=export[\"timesteps\"]")
-    }));
+    assert!(
+        lines(&v["usage"])
+            .iter()
+            .any(|l| { l == "image = pipe(prompt, timesteps=export[\"timesteps\"]).images[0]" })
+    );
+    // DDPMPipeline takes no timesteps=: its lines pin them through s3schedule.
+    assert_eq!(
+        lines(&v["usage_ddpm_pipeline"]),
+        [
+            "from s3schedule.diffusers import scheduler_from_export  # pip install ./python (s3's repository)",
+            "pipe.scheduler = scheduler_from_export(path_to_this_file, pipe.scheduler.config)",
+            "image = pipe(num_inference_steps=5).images[0]",
+        ]
+    );
+    assert!(
+        has(&e.notes, "In DDPMPipeline") && has(&e.notes, "`usage_ddpm_pipeline`"),
+        "{:?}",
+        e.notes
+    );
     assert!(!has(&e.notes, "rounded"), "{:?}", e.notes);
     assert!(has(&e.notes, "runs this schedule exactly"), "{:?}", e.notes);
-    assert!(has(&e.notes, "cannot express per-step solver decisions"));
+    // Exact: nothing is dropped, so no note says something is.
+    assert!(!has(&e.notes, "cannot express per-step solver decisions"));
+    assert!(!has(&e.notes, "Dropped"), "{:?}", e.notes);
     assert!(!has(&e.notes, "without denoising"));
     // The notes are in the file too.
     assert_eq!(v["notes"].as_array().unwrap().len(), e.notes.len());
@@ -309,6 +334,10 @@ fn sigma_lists_follow_the_k_diffusion_and_comfyui_conventions() {
                         "EulerDiscreteScheduler"
                     };
                     assert_eq!(d["scheduler_hint"]["class"], class);
+                    assert_eq!(
+                        d.get("usage_ddpm_pipeline").is_some(),
+                        ns != NoiseSchedule::Edm
+                    );
                 }
             }
         }
@@ -339,7 +368,9 @@ fn the_tools_own_solver_is_named_and_exact_matches_are_recognised() {
     ] {
         let e = run(&ddim, &ns, f);
         assert!(has(&e.notes, "runs this schedule exactly"), "{:?}", e.notes);
+        assert!(!has(&e.notes, "Dropped"), "{:?}", e.notes);
     }
+    assert!(!has(&k.notes, "Dropped"), "{:?}", k.notes);
 
     let uni = ClassicSolver::UniPc {
         variant: s3::solver::UniPcVariant::Bh2,
@@ -355,6 +386,120 @@ fn the_tools_own_solver_is_named_and_exact_matches_are_recognised() {
         has(&d.notes, "correctors (steps 0, 1, 2, 3, 4)"),
         "{:?}",
         d.notes
+    );
+}
+
+/// A schedule whose per-step decisions a target keeps but whose end it cannot reach (DDIM
+/// stopping at t_N > 0): no "Dropped" note, the end note says what differs.
+#[test]
+fn kept_decisions_are_not_reported_as_dropped() {
+    for ns in all_schedules() {
+        let s = ClassicSolver::Ddim
+            .build_for(&ns, karras(&ns, 4, false), true)
+            .unwrap();
+        for f in [
+            ExportFormat::Diffusers,
+            ExportFormat::KDiffusion,
+            ExportFormat::ComfyUi,
+        ] {
+            let e = run(&s, &ns, f);
+            assert!(!has(&e.notes, "Dropped"), "{}: {:?}", f.as_str(), e.notes);
+            assert!(!has(&e.notes, "Nothing is lost"), "{:?}", e.notes);
+            if !(f == ExportFormat::Diffusers && matches!(ns, NoiseSchedule::VpDiscrete(_))) {
+                assert!(has(&e.notes, "without denoising"), "{:?}", e.notes);
+            }
+        }
+    }
+}
+
+/// The k-diffusion note's wrapper for VP models is k-diffusion's DiscreteEpsDDPMDenoiser
+/// around a diffusers UNet (python/tests/test_export_usage.py runs it), with s3's initial
+/// state z·√(1 + σ_0²); EDM and flow start at z·σ_0.
+#[test]
+fn k_diffusion_note_names_the_wrapper_that_runs_a_diffusers_unet() {
+    for ns in all_schedules() {
+        let s = ClassicSolver::Ddim
+            .build_for(&ns, karras(&ns, 4, true), true)
+            .unwrap();
+        let e = run(&s, &ns, ExportFormat::KDiffusion);
+        let vp = ns != NoiseSchedule::Edm;
+        assert_eq!(
+            has(
+                &e.notes,
+                "`model = k_diffusion.external.DiscreteEpsDDPMDenoiser(lambda x, t, **kw: unet(x, t, **kw).sample, alphas_cumprod, quantize=False).to(device)`"
+            ),
+            vp,
+            "{:?}",
+            e.notes
+        );
+        assert!(!has(&e.notes, "e.g. CompVisDenoiser"), "{:?}", e.notes);
+        let start = if vp {
+            "torch.randn(shape, device=device) * (1 + sigmas[0] ** 2) ** 0.5, sigmas)`"
+        } else {
+            "torch.randn(shape, device=device) * sigmas[0], sigmas)`"
+        };
+        assert!(has(&e.notes, start), "{:?}", e.notes);
+        assert!(has(&e.notes, "k_diffusion.sampling.sample_euler(model, "));
+    }
+}
+
+/// EDM: EDMEulerScheduler.set_timesteps(sigmas=…) takes Karras positions, so the export
+/// carries `sigma_ramp` with a hint (ρ = 1, σ_max = σ_0, σ_min = σ_{N−1}) that maps it back to
+/// the sigmas, and no DDPMPipeline lines (it never calls scale_model_input).
+#[test]
+fn edm_diffusers_export_carries_the_ramp_that_edm_euler_takes() {
+    let ns = NoiseSchedule::Edm;
+    for n in [1, 2, 6] {
+        let s = ClassicSolver::Ddim
+            .build_for(&ns, karras(&ns, n, true), true)
+            .unwrap();
+        let e = run(&s, &ns, ExportFormat::Diffusers);
+        let d = json(&e);
+        let sigmas = floats(&d["sigmas"]);
+        let ramp = floats(&d["sigma_ramp"]);
+        let cfg = &d["scheduler_hint"]["config"];
+        assert_eq!(cfg["sigma_schedule"], "karras");
+        assert_eq!(cfg["rho"].as_f64(), Some(1.0));
+        assert_eq!(cfg["final_sigmas_type"], "zero");
+        let (max, min) = (
+            cfg["sigma_max"].as_f64().unwrap(),
+            cfg["sigma_min"].as_f64().unwrap(),
+        );
+        assert_eq!((max, min), (sigmas[0], sigmas[n - 1]));
+        assert_eq!(
+            ramp.len(),
+            n,
+            "one position per model call; diffusers appends the 0"
+        );
+        for (r, s) in ramp.iter().zip(&sigmas) {
+            // diffusers: (σ_max^(1/ρ) + r·(σ_min^(1/ρ) − σ_max^(1/ρ)))^ρ with ρ = 1.
+            assert!((max + r * (min - max) - s).abs() <= 1e-12 * s, "{r} → {s}");
+            assert!((0.0..=1.0).contains(r));
+        }
+        assert!(d.get("usage_ddpm_pipeline").is_none());
+        assert!(
+            has(&e.notes, "DDPMPipeline cannot run these sigmas"),
+            "{:?}",
+            e.notes
+        );
+        assert_eq!(
+            lines(&d["usage"]).last().unwrap(),
+            "image = pipe(prompt, sigmas=torch.tensor(export[\"sigma_ramp\"], dtype=torch.float64)).images[0]"
+        );
+        assert!(!has(&e.notes, "Dropped"), "{:?}", e.notes);
+    }
+    // VP Euler: init_noise_sigma √(σ_0² + 1) needs timestep_spacing "leading"; DDPMPipeline
+    // lines are there.
+    let ns = NoiseSchedule::vp_linear();
+    let s = ClassicSolver::Ddim
+        .build_for(&ns, karras(&ns, 3, true), true)
+        .unwrap();
+    let d = json(&run(&s, &ns, ExportFormat::Diffusers));
+    assert_eq!(d["scheduler_hint"]["config"]["timestep_spacing"], "leading");
+    assert!(d.get("sigma_ramp").is_none());
+    assert_eq!(
+        lines(&d["usage_ddpm_pipeline"]).last().unwrap(),
+        "image = pipe(num_inference_steps=3).images[0]"
     );
 }
 

@@ -61,14 +61,35 @@ fn search_beats_the_best_classic_solver_and_exports() {
     );
     let best_file = Path::new(store).join("runs/run-a/best.json");
     s3::solver::SolverSchedule::load(&best_file).unwrap();
+    // The winner's final-ranking value, which the plain-list exports compare against.
+    let final_json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(store).join("runs/run-a/final.json")).unwrap(),
+    )
+    .unwrap();
+    let winner = final_json["ranking"][0]["value"].as_f64().unwrap();
     for format in ["s3", "diffusers", "k-diffusion", "comfyui"] {
         let out = s3(&["export", "run-a", "--format", format, "--store", store]);
-        assert!(
-            out.status.success(),
-            "{format}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let notes = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{format}: {notes}");
         assert!(!out.stdout.is_empty());
+        if format == "s3" {
+            assert!(!notes.contains("plain list"), "{notes}");
+            continue;
+        }
+        // A plain list of a searched schedule loses its decisions: the loss is measured on
+        // the run's final noise, the full schedule reading exactly its final-ranking value.
+        let full: f64 = notes
+            .split("the full schedule reads mse ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .unwrap_or_else(|| panic!("{format}: no loss note in {notes}"))
+            .parse()
+            .unwrap();
+        assert!((full - winner).abs() <= 1e-5 * winner, "{full} vs {winner}");
+        assert!(
+            notes.contains("the best plain sampler over the exported times"),
+            "{notes}"
+        );
     }
     let list = ok(&["runs", "list", "--store", store]);
     assert!(list.contains("run-a"), "{list}");
@@ -274,4 +295,82 @@ fn the_default_spaces_run_on_every_noise_schedule() {
             assert_eq!(ev.last().unwrap()["outcome"]["completed"], true, "{run}");
         }
     }
+}
+
+/// `--solver`: only that solver's classic seeds, every trial is the solver over its own
+/// times, the winner lands on diffusers' integer grid and exports losslessly (from the run
+/// and from its best.json file alike); an unknown solver is refused before anything runs.
+#[test]
+fn a_fixed_solver_search_searches_only_times_and_exports_losslessly() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let store = store.to_str().unwrap();
+    let mut args = search_args(store, "fixed", "24");
+    args.extend([
+        "--metric",
+        "mse",
+        "--noise-schedule",
+        "vp-discrete",
+        "--solver",
+        "dpm-solver++-2M",
+    ]);
+    args[8] = "200";
+    let ev = events(&ok(&args));
+    let trials: Vec<_> = ev.iter().filter(|e| e["event"] == "trial").collect();
+    assert_eq!(trials.len(), 24);
+    let seeds: Vec<&str> = trials
+        .iter()
+        .filter_map(|t| t["source"].as_str().unwrap().strip_prefix("seed:"))
+        .collect();
+    assert!(!seeds.is_empty());
+    assert!(
+        seeds.iter().all(|s| s.contains("dpm-solver++(2M)")),
+        "{seeds:?}"
+    );
+    let best_file = Path::new(store).join("runs/fixed/best.json");
+    let best = s3::solver::SolverSchedule::load(&best_file).unwrap();
+    let solver = s3::solver::ClassicSolver::parse("dpm-solver++(2M)").unwrap();
+    let rebuilt = solver.build(best.timesteps.clone(), true).unwrap();
+    assert_eq!(
+        s3::space::canonical(&rebuilt),
+        s3::space::canonical(&best),
+        "{best:?}"
+    );
+    assert_eq!(*best.timesteps.last().unwrap(), 0.0);
+    let from_run = s3(&["export", "fixed", "--format", "diffusers", "--store", store]);
+    assert!(from_run.status.success());
+    let notes = String::from_utf8_lossy(&from_run.stderr);
+    assert!(notes.contains("Nothing is lost"), "{notes}");
+    assert!(!notes.contains("rounded"), "{notes}");
+    assert!(notes.contains("searched for dpm-solver++(2M)"), "{notes}");
+    let run_json: serde_json::Value = serde_json::from_slice(&from_run.stdout).unwrap();
+    assert_eq!(run_json["searched_for"], "dpm-solver++(2M)");
+    // The same file exported on its own: the same list and hint (a file knows no search).
+    let file = best_file.to_str().unwrap();
+    let file_json: serde_json::Value =
+        serde_json::from_str(&ok(&["export", file, "--format", "diffusers"])).unwrap();
+    assert_eq!(file_json["timesteps"], run_json["timesteps"]);
+    assert_eq!(file_json["scheduler_hint"], run_json["scheduler_hint"]);
+    assert!(file_json.get("searched_for").is_none());
+    // A file's noise schedule can be named, but a run's cannot be overridden.
+    let e = common::fails(&[
+        "export",
+        "fixed",
+        "--noise-schedule",
+        "edm",
+        "--store",
+        store,
+    ]);
+    assert!(
+        e.contains("--noise-schedule") && e.contains("schedule file"),
+        "{e}"
+    );
+    let mut bad = search_args(store, "bad", "4");
+    bad.extend(["--solver", "dpm-solver++-4M"]);
+    let e = common::fails(&bad);
+    assert!(
+        e.contains("--solver") && e.contains("dpm-solver++(3M)"),
+        "{e}"
+    );
+    assert!(!Path::new(store).join("runs/bad").exists());
 }

@@ -137,6 +137,56 @@ fn every_candidate_is_valid_with_the_requested_nfe() {
     }
 }
 
+/// `--solver`: every candidate is the fixed classic solver over its own times (the builder
+/// reproduces it exactly), with the NFE, no AFS, the solver's end (σ = 0, or the first
+/// training time for noise-prediction DPM-Solver on a discrete schedule), and on a discrete
+/// schedule model-call times on the integer training grid, distinct.
+#[test]
+fn fixed_solver_candidates_keep_the_solvers_decisions() {
+    let mut rng = StdRng::seed_from_u64(2);
+    let space = SearchSpace::load("quick").unwrap();
+    for ns in schedules() {
+        for solver in ClassicSolver::all() {
+            for nfe in [1, 2, 3, 5, 8] {
+                let ops = Candidates::new(&space, &ns, nfe)
+                    .unwrap()
+                    .with_solver(solver)
+                    .unwrap();
+                let mut pool: Vec<SolverSchedule> = (0..10).map(|_| ops.random(&mut rng)).collect();
+                for round in 0..60 {
+                    let a = pool[round % pool.len()].clone();
+                    let b = pool[(round * 7 + 3) % pool.len()].clone();
+                    let child = match ops.crossover(&a, &b, &mut rng) {
+                        Some(c) if round % 2 == 0 => c,
+                        _ => ops.mutate(&a, &mut rng),
+                    };
+                    pool.push(child);
+                }
+                let what = format!("{} {} nfe {nfe}", ns.name(), solver.label());
+                for s in &pool {
+                    s.validate_on(&ns).unwrap_or_else(|e| panic!("{what}: {e}"));
+                    assert_eq!((s.nfe, s.afs), (nfe, Afs::None), "{what}");
+                    let rebuilt = solver.build_for(&ns, s.timesteps.clone(), true).unwrap();
+                    assert_eq!(canonical(&rebuilt), canonical(s), "{what}");
+                    let end = *s.timesteps.last().unwrap();
+                    let noise_dpm = matches!(solver, ClassicSolver::DpmSolver { .. });
+                    assert_eq!(end, if noise_dpm { ns.t_min() } else { 0.0 }, "{what}");
+                    if let NoiseSchedule::VpDiscrete(d) = &ns {
+                        let calls = &s.timesteps[..nfe];
+                        for &t in calls {
+                            let (k, clamped) = d.nearest_timestep(t);
+                            assert!(
+                                !clamped && t == d.t_of_timestep(k),
+                                "{what}: {t} off the grid"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// A one-dimensional model whose ε is zero (only used to check schedules against a noise
 /// schedule).
 struct NoOp;

@@ -1,6 +1,7 @@
 //! Command-line parsing and the commands: `sample`, `eval`, `baselines` here; `search`,
 //! `runs` and `export` in [`search`].
 
+mod export;
 mod fid;
 mod search;
 
@@ -49,8 +50,8 @@ enum Command {
     Search(search::SearchArgs),
     /// List or inspect search runs in a store.
     Runs(search::RunsArgs),
-    /// Write a run's best schedule for s3, diffusers, k-diffusion or ComfyUI.
-    Export(search::ExportArgs),
+    /// Write a run's best schedule, or a schedule file, for s3, diffusers, k-diffusion or ComfyUI.
+    Export(export::ExportArgs),
     /// FID between two image sets or statistics files (pytorch-fid conventions).
     Fid(fid::FidArgs),
     /// Write the FID statistics (mu, sigma) of an image set as an .npz.
@@ -263,7 +264,7 @@ pub fn run() -> Result<()> {
         Command::Baselines(a) => baselines(a),
         Command::Search(a) => search::search(a),
         Command::Runs(a) => search::runs(a),
-        Command::Export(a) => search::export(a),
+        Command::Export(a) => export::export(a),
         Command::Fid(a) => fid::fid(a),
         Command::FidStats(a) => fid::fid_stats(a),
     }

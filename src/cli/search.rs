@@ -1,13 +1,12 @@
-//! `s3 search`, `s3 runs` and `s3 export`.
+//! `s3 search` and `s3 runs`.
 
 use super::ModelArgs;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use s3::export::{ExportFormat, export as export_schedule};
 use s3::metric::MetricKind;
 use s3::search::{Event, SearchConfig, SearchRunner, StrategyKind, run_dir};
-use s3::solver::SolverSchedule;
+use s3::solver::ClassicSolver;
 use s3::store::{Store, TrialStatus};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -31,11 +30,11 @@ pub(crate) fn store_path(flag: Option<&std::path::Path>) -> PathBuf {
 }
 
 impl StoreArg {
-    fn path(&self) -> PathBuf {
+    pub(crate) fn path(&self) -> PathBuf {
         store_path(self.store.as_deref())
     }
 
-    fn open(&self) -> Result<Store> {
+    pub(crate) fn open(&self) -> Result<Store> {
         let p = self.path();
         Store::open(&p).with_context(|| format!("opening the store {}", p.display()))
     }
@@ -82,6 +81,12 @@ pub struct SearchArgs {
     /// Model calls of a network's teacher for --metric mse [default: 200].
     #[arg(long, value_name = "NFE")]
     reference_nfe: Option<usize>,
+    /// Search only the timesteps of one classic solver (e.g. dpm-solver++(2M) or
+    /// dpm-solver++-2M, unipc-bh2-2, ddim; on flow, ddim is flow Euler), so the result runs
+    /// exactly as a plain timestep or sigma list under that solver in diffusers, k-diffusion
+    /// or ComfyUI [default: search every per-step decision].
+    #[arg(long, value_name = "NAME")]
+    solver: Option<String>,
     /// Continue the run RUN with its stored configuration.
     #[arg(long, value_name = "RUN")]
     resume: Option<String>,
@@ -114,7 +119,14 @@ fn new_config(a: &SearchArgs) -> Result<(SearchConfig, String)> {
     };
     let space = s3::space::SearchSpace::load(&a.space).context("--space")?;
     let ns = ds.noise.build();
-    s3::space::Candidates::new(&space, &ns, nfe).context("--space")?;
+    let solver = match &a.solver {
+        Some(name) => Some(ClassicSolver::parse(name).context("--solver")?),
+        None => None,
+    };
+    let ops = s3::space::Candidates::new(&space, &ns, nfe).context("--space")?;
+    if let Some(solver) = solver {
+        ops.with_solver(solver)?;
+    }
     let space = if std::path::Path::new(&a.space).exists() {
         std::fs::canonicalize(&a.space)?.display().to_string()
     } else {
@@ -141,6 +153,7 @@ fn new_config(a: &SearchArgs) -> Result<(SearchConfig, String)> {
         final_top: 5,
         final_samples: a.final_samples.unwrap_or(2 * samples),
         reference_nfe: a.reference_nfe,
+        solver,
         models_dir: match ds.network() {
             Some(_) => {
                 let dir = s3::onnx::models_dir(a.model.network.models_dir.as_deref());
@@ -533,52 +546,6 @@ pub fn runs(a: RunsArgs) -> Result<()> {
                 run_dir(store.path(), &run).join("best.json").display()
             );
         }
-    }
-    Ok(())
-}
-
-#[derive(Args)]
-pub struct ExportArgs {
-    /// The run whose best schedule to export.
-    run: String,
-    /// Target: s3, diffusers, k-diffusion, comfyui.
-    #[arg(long, default_value = "s3")]
-    format: String,
-    /// Output file [default: standard output].
-    #[arg(long)]
-    out: Option<PathBuf>,
-    #[command(flatten)]
-    store: StoreArg,
-}
-
-/// `s3 export`.
-pub fn export(a: ExportArgs) -> Result<()> {
-    let format = ExportFormat::parse(&a.format).context("--format")?;
-    let store = a.store.open()?;
-    let rec = store
-        .run(&a.run)?
-        .with_context(|| format!("no run `{}` in {}", a.run, store.path().display()))?;
-    let cfg: SearchConfig =
-        serde_json::from_value(rec.config).context("stored run configuration")?;
-    let best = run_dir(store.path(), &a.run).join("best.json");
-    if !best.exists() {
-        bail!(
-            "run {} has no best schedule yet ({} is missing)",
-            a.run,
-            best.display()
-        );
-    }
-    let schedule = SolverSchedule::load(&best)?;
-    let ns = cfg.noise.build();
-    let out = export_schedule(&schedule, &ns, format)?;
-    match &a.out {
-        Some(p) => {
-            std::fs::write(p, &out.text).with_context(|| format!("--out {}", p.display()))?
-        }
-        None => print!("{}", out.text),
-    }
-    for n in &out.notes {
-        eprintln!("note: {n}");
     }
     Ok(())
 }

@@ -5,9 +5,26 @@
 //! (`retrieve_timesteps`). `timesteps` are N integer training timesteps, descending, without a
 //! trailing 0; DPMSolverMultistepScheduler takes them (and no `sigmas`) and ends at σ = 0
 //! (`final_sigmas_type="zero"`, data prediction only) or at the smallest training σ
-//! (`"sigma_min"`). `sigmas` are N + 1 values ending in 0, taken by EulerDiscreteScheduler and
-//! EDMEulerScheduler; UniPCMultistepScheduler takes them only with `use_flow_sigmas=True`
-//! (flow-matching models), so for VP and EDM models a sigma list runs with Euler.
+//! (`"sigma_min"`). `sigmas` are N + 1 values ending in 0, taken by EulerDiscreteScheduler;
+//! UniPCMultistepScheduler takes sigmas only with `use_flow_sigmas=True` (flow-matching
+//! models), so for VP and EDM models a sigma list runs with Euler.
+//!
+//! EulerDiscreteScheduler starts the latents at `init_noise_sigma`, which is √(σ_0² + 1) (s3's
+//! x_T = z in the model's frame x = α·x0 + σ·ε, seen as x/α) only with `timestep_spacing`
+//! `"leading"` (σ_0 otherwise); with custom sigmas the spacing changes nothing else, so the
+//! hint sets it. EDMEulerScheduler (diffusers 0.42.1) reads `set_timesteps(sigmas=…)` not as
+//! sigmas but as N positions r in [0, 1] of its Karras schedule, σ = (σ_max^(1/ρ) +
+//! r·(σ_min^(1/ρ) − σ_max^(1/ρ)))^ρ, wants them as a torch tensor and appends the final 0
+//! itself; the export therefore adds `sigma_ramp` (r for ρ = 1, σ_max = σ_0, σ_min =
+//! σ_{N−1}, set in the hint) and its usage passes that.
+//!
+//! `usage` runs in pipelines whose `__call__` takes `timesteps=`/`sigmas=` (Stable Diffusion
+//! and most text-to-image pipelines). `DDPMPipeline` takes neither, calls
+//! `scheduler.set_timesteps(num_inference_steps)` itself and applies neither
+//! `init_noise_sigma` nor `scale_model_input`; `usage_ddpm_pipeline` runs there through
+//! `s3schedule.diffusers.scheduler_from_export` (python/), which pins the list and, for
+//! EulerDiscreteScheduler, carries the latents in the model's frame. EDMEulerScheduler's
+//! preconditioning lives in `scale_model_input`, so EDM exports get no `usage_ddpm_pipeline`.
 //!
 //! Flow models take `sigmas` through `FlowMatchEulerDiscreteScheduler.set_timesteps(sigmas=…)`
 //! (diffusers 0.42.1): N flow sigmas, one per model call, **without** a trailing 0 — it
@@ -18,11 +35,12 @@
 //! `UniPCMultistepScheduler(use_flow_sigmas=True, flow_shift=1.0)` takes the same list and is
 //! hinted when it reproduces the schedule (s3's UniPC-bh2 builder over these sigmas).
 
-use super::{Exported, Plan, fmt_num, join};
+use super::sigmas::dropped_note;
+use super::{Exported, Plan, fmt_num, join, searched_for_note};
 use crate::error::{Result, S3Error};
 use crate::noise::{BetaSchedule, DiscreteVp, FLOW_TRAIN_TIMESTEPS, FlowMatch, NoiseSchedule};
 use crate::solver::spacing::UNIPC_FLOW_EPS;
-use crate::solver::{ClassicSolver, Prediction, UniPcVariant};
+use crate::solver::{ClassicSolver, Prediction, SolverSchedule, UniPcVariant};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -44,8 +62,20 @@ struct DiffusersFile {
     /// (flow: diffusers appends it).
     #[serde(skip_serializing_if = "Option::is_none")]
     sigmas: Option<Vec<f64>>,
+    /// EDM: what `EDMEulerScheduler.set_timesteps(sigmas=…)` takes to produce `sigmas` (see
+    /// the module docs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sigma_ramp: Option<Vec<f64>>,
     scheduler_hint: Hint,
+    /// The classic solver the times were searched for (`s3 search --solver`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    searched_for: Option<String>,
+    /// Python lines for pipelines whose `__call__` takes `timesteps=`/`sigmas=`.
     usage: Vec<String>,
+    /// Python lines for `DDPMPipeline` (needs the s3schedule package); absent where it cannot
+    /// run the list.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage_ddpm_pipeline: Option<Vec<String>>,
     notes: Vec<String>,
 }
 
@@ -95,10 +125,28 @@ pub(super) fn export(plan: &Plan) -> Result<Exported> {
     }
 }
 
+/// How DPMSolverMultistepScheduler ends a discrete list whose last model call is at training
+/// timestep `last_k`: at training timestep 0 (`final_sigmas_type="sigma_min"`) when the
+/// schedule itself stops there without denoising, else at σ = 0 (`"zero"`). Returns the
+/// setting and the final time.
+pub(super) fn discrete_end(
+    s: &SolverSchedule,
+    d: &DiscreteVp,
+    last_k: usize,
+) -> (&'static str, f64) {
+    let t_end = *s.timesteps.last().expect("a schedule has timesteps");
+    let at_first_training_time = (t_end * d.len() as f64 - 1.0).abs() < 1e-9;
+    if !s.denoises() && at_first_training_time && last_k > 0 {
+        ("sigma_min", d.t_of_timestep(0))
+    } else {
+        ("zero", 0.0)
+    }
+}
+
 /// `timesteps` for DPMSolverMultistepScheduler.
 fn discrete(plan: &Plan, d: &DiscreteVp) -> Result<Exported> {
     let train = d.len();
-    let mut notes = vec![plan.dropped_note("diffusers")];
+    let mut notes = Vec::new();
     let mut details = Vec::new();
 
     // Model-call times → integer training timesteps k = round(t·N_train − 1).
@@ -107,9 +155,8 @@ fn discrete(plan: &Plan, d: &DiscreteVp) -> Result<Exported> {
     let mut clamped = Vec::new();
     for (i, &t) in plan.call_times().iter().enumerate() {
         let x = t * train as f64 - 1.0;
-        let r = x.round();
-        let k = r.clamp(0.0, (train - 1) as f64) as usize;
-        if r != k as f64 {
+        let (k, was_clamped) = d.nearest_timestep(t);
+        if was_clamped {
             clamped.push(i);
         }
         let shift = (k as f64 - x).abs();
@@ -153,14 +200,8 @@ fn discrete(plan: &Plan, d: &DiscreteVp) -> Result<Exported> {
 
     // How diffusers ends, and which algorithm may end there.
     let t_min = d.t_of_timestep(0);
-    let ends_at_sigma_min = !plan.schedule.denoises()
-        && (plan.t_end() * train as f64 - 1.0).abs() < 1e-9
-        && ks[plan.n - 1] > 0;
-    let (final_type, t_final) = if ends_at_sigma_min {
-        ("sigma_min", t_min)
-    } else {
-        ("zero", 0.0)
-    };
+    let (final_type, t_final) = discrete_end(plan.schedule, d, ks[plan.n - 1]);
+    let ends_at_sigma_min = final_type == "sigma_min";
     if !plan.schedule.denoises() && !ends_at_sigma_min {
         details.push(format!(
             "The schedule stops at t_N = {} without denoising; diffusers ends either at σ = 0 (final_sigmas_type=\"zero\") or at training timestep 0 (\"sigma_min\", t = {}), so with \"zero\" it will denoise to σ = 0 from the last timestep {} instead.",
@@ -189,9 +230,16 @@ fn discrete(plan: &Plan, d: &DiscreteVp) -> Result<Exported> {
         .filter_map(|(p, o)| build(p, o))
         .find(|(.., c)| plan.same_as(c));
     let is_exact = exact.is_some();
-    let chosen = match exact {
-        Some(e) => Some(e),
-        None => {
+    // The measured best plain sampler over these times, when the caller has one.
+    let preferred = match plan.context.prefer {
+        Some(ClassicSolver::Ddim) => Some((Prediction::Data, 1)),
+        Some(ClassicSolver::DpmSolverPp { order }) => Some((Prediction::Data, order)),
+        _ => None,
+    };
+    let chosen = match (exact, preferred) {
+        (Some(e), _) => Some(e),
+        (None, Some((p, o))) => build(p, o),
+        (None, None) => {
             let mut p = plan.prediction;
             if !allowed(p) {
                 details.push(
@@ -225,6 +273,11 @@ fn discrete(plan: &Plan, d: &DiscreteVp) -> Result<Exported> {
             "its own".into(),
         ),
     };
+    notes.extend(dropped_note(
+        plan,
+        "diffusers",
+        chosen.as_ref().map(|(_, _, solver, _)| (*solver, true)),
+    ));
     let algorithm = match prediction {
         Prediction::Data => "dpmsolver++",
         Prediction::Noise => "dpmsolver",
@@ -274,14 +327,15 @@ fn discrete(plan: &Plan, d: &DiscreteVp) -> Result<Exported> {
     }
     let class = "DPMSolverMultistepScheduler";
     let usage = usage_lines(class, "timesteps");
-    notes.push(format!(
-        "Use: pipe.scheduler = {class}.from_config(pipe.scheduler.config, **scheduler_hint[\"config\"]); pipe(prompt, timesteps=timesteps) (see `usage` in the file)."
-    ));
+    notes.push(use_note(class, "timesteps", plan.n));
+    notes.push(ddpm_note(plan.n, "DPMSolverMultistepScheduler's init_noise_sigma is 1 and its scale_model_input the identity, so nothing else is missing there"));
     let (beta_start, beta_end) = match d.beta_schedule() {
         BetaSchedule::Linear => (0.0001, 0.02),
         BetaSchedule::ScaledLinear => (0.00085, 0.012),
     };
+    let notes = with_searched_for(plan, notes);
     let file = DiffusersFile {
+        searched_for: plan.context.searched_for.map(|s| s.label()),
         format: "s3-diffusers-export",
         version: 1,
         name: plan.schedule.name.clone(),
@@ -295,8 +349,10 @@ fn discrete(plan: &Plan, d: &DiscreteVp) -> Result<Exported> {
         },
         timesteps: Some(ks),
         sigmas: None,
+        sigma_ramp: None,
         scheduler_hint: Hint { class, config },
         usage,
+        usage_ddpm_pipeline: Some(ddpm_usage_lines(plan.n)),
         notes: notes.clone(),
     };
     Ok(Exported {
@@ -305,15 +361,19 @@ fn discrete(plan: &Plan, d: &DiscreteVp) -> Result<Exported> {
     })
 }
 
-/// `sigmas` for EulerDiscreteScheduler (VP) or EDMEulerScheduler (EDM).
+/// `sigmas` for EulerDiscreteScheduler (VP) or EDMEulerScheduler (EDM, plus `sigma_ramp`).
 fn continuous(plan: &Plan) -> Result<Exported> {
     let sigmas = plan.sigmas(CONTEXT)?;
-    let class = if matches!(plan.ns, NoiseSchedule::Edm) {
+    let edm = matches!(plan.ns, NoiseSchedule::Edm);
+    let class = if edm {
         "EDMEulerScheduler"
     } else {
         "EulerDiscreteScheduler"
     };
-    let mut notes = vec![plan.dropped_note("diffusers")];
+    let mut notes: Vec<String> =
+        dropped_note(plan, "diffusers", Some((ClassicSolver::Ddim, false)))
+            .into_iter()
+            .collect();
     let mut times = plan.call_times().to_vec();
     times.push(0.0);
     let exact = plan
@@ -331,25 +391,72 @@ fn continuous(plan: &Plan) -> Result<Exported> {
     }
     notes.extend(plan.afs_note("diffusers"));
     notes.extend(plan.end_note("diffusers"));
-    notes.push(format!(
-        "The sigmas are σ/α of the {} model-call times (the noise level of the equivalent VE process); {class} maps them to the pipeline model's own timesteps.",
-        plan.ns.name()
-    ));
-    notes.push(format!(
-        "Use: pipe.scheduler = {class}.from_config(pipe.scheduler.config); pipe(prompt, sigmas=sigmas) (see `usage` in the file)."
-    ));
+    let mut config = Map::new();
+    let (sigma_ramp, usage, ddpm) = if edm {
+        let (first, last) = (sigmas[0], sigmas[plan.n - 1]);
+        let ramp: Vec<f64> = sigmas[..plan.n]
+            .iter()
+            .map(|&s| {
+                if plan.n == 1 {
+                    0.0
+                } else {
+                    (first - s) / (first - last)
+                }
+            })
+            .collect();
+        config.insert("sigma_schedule".into(), "karras".into());
+        config.insert("rho".into(), 1.0.into());
+        config.insert("sigma_max".into(), first.into());
+        config.insert("sigma_min".into(), last.into());
+        config.insert("final_sigmas_type".into(), "zero".into());
+        notes.push(format!(
+            "The sigmas are the EDM σ = t of the {} model-call times, then 0. EDMEulerScheduler.set_timesteps(sigmas=…) takes not sigmas but positions r in [0, 1] of its Karras schedule σ = (σ_max^(1/ρ) + r·(σ_min^(1/ρ) − σ_max^(1/ρ)))^ρ, as a torch tensor, and appends the final 0 itself: the hint sets ρ = 1, σ_max = {} and σ_min = {}, and `usage` passes `sigma_ramp` (float64), which gives back these sigmas. It calls the model at timesteps 0.25·ln σ with the input scaled by c_in = 1/√(σ² + σ_data²) (scale_model_input).",
+            plan.n,
+            fmt_num(first),
+            fmt_num(last)
+        ));
+        notes.push(format!(
+            "diffusers starts the latents at z·√(σ_0² + 1) (init_noise_sigma, from sigma_max = σ_0), s3 at z·σ_0: a factor {} larger.",
+            fmt_num((1.0 + 1.0 / (first * first)).sqrt())
+        ));
+        notes.push(format!(
+            "Use: in pipelines whose __call__ takes sigmas= (e.g. StableDiffusionXLPipeline), the `usage` lines: pipe.scheduler = {class}.from_config(pipe.scheduler.config, **scheduler_hint[\"config\"]); pipe(prompt, sigmas=torch.tensor(sigma_ramp, dtype=torch.float64))."
+        ));
+        notes.push(
+            "DDPMPipeline cannot run these sigmas: it never calls scale_model_input, where EDMEulerScheduler applies the EDM input scaling c_in, nor applies init_noise_sigma, so the file has no `usage_ddpm_pipeline`.".into(),
+        );
+        let mut usage = usage_lines(class, "sigmas");
+        usage.insert(1, "import torch".into());
+        let last_line = usage.len() - 1;
+        usage[last_line] = "image = pipe(prompt, sigmas=torch.tensor(export[\"sigma_ramp\"], dtype=torch.float64)).images[0]".into();
+        (Some(ramp), usage, None)
+    } else {
+        config.insert("timestep_spacing".into(), "leading".into());
+        notes.push(format!(
+            "The sigmas are σ/α of the {} model-call times (the noise level of the equivalent VE process), then 0; {class} maps them to the pipeline model's own timesteps. It starts the latents at init_noise_sigma = √(σ_0² + 1) (s3's x_T = z in the model's frame) only with timestep_spacing=\"leading\" (σ_0 otherwise), which the hint sets; with custom sigmas the spacing changes nothing else.",
+            plan.ns.name()
+        ));
+        notes.push(use_note(class, "sigmas", plan.n));
+        notes.push(ddpm_note(plan.n, "there EulerDiscreteScheduler would miss init_noise_sigma and scale_model_input, which DDPMPipeline never applies, so scheduler_from_export carries the latents in the model's frame instead (init_noise_sigma 1, scale_model_input the identity, Euler's x/α = x·√(σ² + 1) inside step()): the same Euler steps"));
+        (
+            None,
+            usage_lines(class, "sigmas"),
+            Some(ddpm_usage_lines(plan.n)),
+        )
+    };
+    let notes = with_searched_for(plan, notes);
     let file = DiffusersFile {
+        searched_for: plan.context.searched_for.map(|s| s.label()),
         format: "s3-diffusers-export",
         version: 1,
         name: plan.schedule.name.clone(),
         noise_schedule: NoiseInfo::named(plan.ns.name()),
         timesteps: None,
         sigmas: Some(sigmas),
-        scheduler_hint: Hint {
-            class,
-            config: Map::new(),
-        },
-        usage: usage_lines(class, "sigmas"),
+        sigma_ramp,
+        scheduler_hint: Hint { class, config },
+        usage,
+        usage_ddpm_pipeline: ddpm,
         notes: notes.clone(),
     };
     Ok(Exported {
@@ -365,7 +472,6 @@ fn flow(plan: &Plan, f: &FlowMatch) -> Result<Exported> {
     sigmas.pop(); // the terminal 0, which set_timesteps appends itself
     let mut times = plan.call_times().to_vec();
     times.push(0.0);
-    let mut notes = vec![plan.dropped_note("diffusers")];
     let euler_exact = plan
         .classic(ClassicSolver::Ddim, times.clone(), false)
         .is_some_and(|c| plan.same_as(&c));
@@ -386,6 +492,13 @@ fn flow(plan: &Plan, f: &FlowMatch) -> Result<Exported> {
             })
         })
         .flatten();
+    let runs = match &unipc {
+        Some((_, solver, _)) => (*solver, true),
+        None => (ClassicSolver::Ddim, false),
+    };
+    let mut notes: Vec<String> = dropped_note(plan, "diffusers", Some(runs))
+        .into_iter()
+        .collect();
     let mut config = Map::new();
     let class = match &unipc {
         Some((order, solver, c)) => {
@@ -440,10 +553,14 @@ fn flow(plan: &Plan, f: &FlowMatch) -> Result<Exported> {
         if unipc.is_some() { "flow_shift" } else { "shift" },
         FLOW_TRAIN_TIMESTEPS
     ));
-    notes.push(format!(
-        "Use: pipe.scheduler = {class}.from_config(pipe.scheduler.config, **scheduler_hint[\"config\"]); pipe(prompt, sigmas=sigmas) (see `usage` in the file)."
+    notes.push(use_note(class, "sigmas", plan.n));
+    notes.push(ddpm_note(
+        plan.n,
+        &format!("{class} has no init_noise_sigma or scale_model_input to miss there"),
     ));
+    let notes = with_searched_for(plan, notes);
     let file = DiffusersFile {
+        searched_for: plan.context.searched_for.map(|s| s.label()),
         format: "s3-diffusers-export",
         version: 1,
         name: plan.schedule.name.clone(),
@@ -454,8 +571,10 @@ fn flow(plan: &Plan, f: &FlowMatch) -> Result<Exported> {
         },
         timesteps: None,
         sigmas: Some(sigmas),
+        sigma_ramp: None,
         scheduler_hint: Hint { class, config },
         usage: flow_usage_lines(class),
+        usage_ddpm_pipeline: Some(ddpm_usage_lines(plan.n)),
         notes: notes.clone(),
     };
     Ok(Exported {
@@ -465,12 +584,44 @@ fn flow(plan: &Plan, f: &FlowMatch) -> Result<Exported> {
 }
 
 /// [`usage_lines`] for flow: the sigmas as a numpy array (UniPC's set_timesteps needs one).
+/// The notes, led by the searched-for note when the caller gave one.
+fn with_searched_for(plan: &Plan, mut notes: Vec<String>) -> Vec<String> {
+    if let Some(solver) = plan.context.searched_for {
+        notes.insert(0, searched_for_note(solver));
+    }
+    notes
+}
+
 fn flow_usage_lines(class: &str) -> Vec<String> {
     let mut lines = usage_lines(class, "sigmas");
     lines.insert(1, "import numpy as np".into());
     let last = lines.len() - 1;
     lines[last] = "image = pipe(prompt, sigmas=np.array(export[\"sigmas\"])).images[0]".into();
     lines
+}
+
+/// The note on `usage`: what it does, for pipelines whose `__call__` takes `key=`.
+fn use_note(class: &str, key: &str, n: usize) -> String {
+    format!(
+        "Use: in pipelines whose __call__ takes {key}= (StableDiffusionPipeline and most text-to-image pipelines), the `usage` lines: pipe.scheduler = {class}.from_config(pipe.scheduler.config, **scheduler_hint[\"config\"]); pipe(prompt, {key}={key}) ({n} model calls)."
+    )
+}
+
+/// The note on `usage_ddpm_pipeline`; `why` says what else the scheduler needs there.
+fn ddpm_note(n: usize, why: &str) -> String {
+    format!(
+        "In DDPMPipeline, whose __call__ takes no timesteps=/sigmas= and calls scheduler.set_timesteps(num_inference_steps) itself, the `usage_ddpm_pipeline` lines: s3schedule.diffusers.scheduler_from_export (pip install ./python from s3's repository) builds the hinted scheduler pinned to this list, whatever set_timesteps the pipeline calls, and refuses any num_inference_steps but {n}; {why}."
+    )
+}
+
+/// Python lines that run this file in `DDPMPipeline` `pipe` (N steps): the hinted scheduler,
+/// pinned to the file's list by s3schedule.
+fn ddpm_usage_lines(n: usize) -> Vec<String> {
+    vec![
+        "from s3schedule.diffusers import scheduler_from_export  # pip install ./python (s3's repository)".into(),
+        "pipe.scheduler = scheduler_from_export(path_to_this_file, pipe.scheduler.config)".into(),
+        format!("image = pipe(num_inference_steps={n}).images[0]"),
+    ]
 }
 
 /// Python lines that load this file into a pipeline `pipe`.

@@ -25,7 +25,10 @@
 //! at the two ends of the schedule, and any rounding done.
 
 mod diffusers;
+mod plain;
 mod sigmas;
+
+pub use plain::{PlainSampler, plain_samplers};
 
 use crate::error::{Result, S3Error};
 use crate::noise::NoiseSchedule;
@@ -92,11 +95,32 @@ pub struct Exported {
     pub notes: Vec<String>,
 }
 
+/// What the caller knows about a schedule beyond its decisions.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ExportContext {
+    /// The classic solver the times were searched for (`s3 search --solver`): said in the
+    /// notes and recorded in the diffusers file.
+    pub searched_for: Option<ClassicSolver>,
+    /// The plain sampler measured best over the exported times (one of [`plain_samplers`]):
+    /// the hint when the tool cannot run the schedule exactly.
+    pub prefer: Option<ClassicSolver>,
+}
+
 /// Exports `schedule` (written for the noise schedule `ns`) in `format`.
 pub fn export(
     schedule: &SolverSchedule,
     ns: &NoiseSchedule,
     format: ExportFormat,
+) -> Result<Exported> {
+    export_with(schedule, ns, format, ExportContext::default())
+}
+
+/// [`export`] with what the caller knows about the schedule.
+pub fn export_with(
+    schedule: &SolverSchedule,
+    ns: &NoiseSchedule,
+    format: ExportFormat,
+    context: ExportContext,
 ) -> Result<Exported> {
     schedule.validate_on(ns)?;
     if let Some(name) = &schedule.noise_schedule
@@ -111,16 +135,31 @@ pub fn export(
             ),
         ));
     }
-    let plan = Plan::new(schedule, ns);
-    match format {
-        ExportFormat::S3 => Ok(Exported {
-            text: schedule.to_json(ns),
-            notes: Vec::new(),
-        }),
-        ExportFormat::Diffusers => diffusers::export(&plan),
-        ExportFormat::KDiffusion => sigmas::k_diffusion(&plan),
-        ExportFormat::ComfyUi => sigmas::comfyui(&plan),
+    let plan = Plan::new(schedule, ns, context);
+    let mut out = match format {
+        ExportFormat::S3 => {
+            return Ok(Exported {
+                text: schedule.to_json(ns),
+                notes: Vec::new(),
+            });
+        }
+        ExportFormat::Diffusers => diffusers::export(&plan)?,
+        ExportFormat::KDiffusion => sigmas::k_diffusion(&plan)?,
+        ExportFormat::ComfyUi => sigmas::comfyui(&plan)?,
+    };
+    // The diffusers file carries the note itself (its notes are part of the file).
+    if let (Some(solver), false) = (context.searched_for, format == ExportFormat::Diffusers) {
+        out.notes.insert(0, searched_for_note(solver));
     }
+    Ok(out)
+}
+
+/// The note of a schedule whose times were searched for one solver.
+pub(crate) fn searched_for_note(solver: ClassicSolver) -> String {
+    format!(
+        "These times were searched for {} (`s3 search --solver`): run them with that solver to get what the search measured.",
+        solver.label()
+    )
 }
 
 /// What every target needs to know about a (validated) schedule.
@@ -135,10 +174,12 @@ pub(crate) struct Plan<'a> {
     pub order: usize,
     /// Steps with a corrector.
     pub corrector_steps: Vec<usize>,
+    /// What the caller knows (searched-for solver, measured best plain sampler).
+    pub context: ExportContext,
 }
 
 impl<'a> Plan<'a> {
-    fn new(schedule: &'a SolverSchedule, ns: &'a NoiseSchedule) -> Self {
+    fn new(schedule: &'a SolverSchedule, ns: &'a NoiseSchedule, context: ExportContext) -> Self {
         let steps = &schedule.steps;
         let data = steps
             .iter()
@@ -168,6 +209,7 @@ impl<'a> Plan<'a> {
             prediction,
             order,
             corrector_steps,
+            context,
         }
     }
 
@@ -357,7 +399,7 @@ pub(crate) fn join<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> 
 }
 
 /// A number for notes: 6 significant digits.
-pub(crate) fn fmt_num(x: f64) -> String {
+pub fn fmt_num(x: f64) -> String {
     if x == 0.0 {
         return "0".into();
     }

@@ -15,6 +15,25 @@ use crate::error::Result;
 use crate::noise::NoiseSchedule;
 use crate::solver::{ClassicSolver, Prediction};
 
+/// The note on the per-step decisions a target drops, or `None` when it drops none.
+///
+/// `runs` is the target's solver as s3 builds it (with its `lower_order_final` rule), `None`
+/// when s3 has no builder for it. When that solver over the schedule's *own* timesteps is the
+/// schedule, every per-step decision survives the export, whatever else differs (rounded
+/// timesteps, the end at σ = 0; those have their own notes), so saying "Dropped: …" would
+/// contradict the note that the target runs the same solver.
+pub(super) fn dropped_note(
+    plan: &Plan,
+    tool: &str,
+    runs: Option<(ClassicSolver, bool)>,
+) -> Option<String> {
+    let kept = runs.is_some_and(|(solver, lower_order_final)| {
+        plan.classic(solver, plan.schedule.timesteps.clone(), lower_order_final)
+            .is_some_and(|c| plan.same_as(&c))
+    });
+    (!kept).then(|| plan.dropped_note(tool))
+}
+
 /// The k-diffusion sampler a schedule is closest to.
 struct Sampler {
     /// k-diffusion's function.
@@ -27,6 +46,10 @@ struct Sampler {
     runs: String,
     /// Whether it reproduces the schedule exactly.
     exact: bool,
+    /// The same solver as s3 builds it (k-diffusion's `lower_order_final` is off), when s3 has
+    /// one: `None` for ComfyUI's UniPC and k-diffusion's third-order formula, and for the
+    /// multistep samplers on flow models (they step in log σ, not in s3's λ).
+    solver: Option<ClassicSolver>,
 }
 
 fn choose(plan: &Plan, with_unipc: bool) -> Sampler {
@@ -44,6 +67,7 @@ fn choose(plan: &Plan, with_unipc: bool) -> Sampler {
             comfyui: "KSamplerSelect sampler_name = \"euler\"".into(),
             runs: format!("Euler in σ (= DDIM), orders {}", Plan::orders_of(&c)),
             exact: true,
+            solver: Some(ClassicSolver::Ddim),
         };
     }
     let flow = matches!(plan.ns, NoiseSchedule::Flow(_));
@@ -57,10 +81,18 @@ fn choose(plan: &Plan, with_unipc: bool) -> Sampler {
                 Plan::orders_of(&c)
             ),
             exact: true,
+            solver: Some(ClassicSolver::DpmSolverPp { order: 2 }),
         };
     }
+    // The measured best plain sampler over these sigmas, when the caller has one, else the
+    // schedule's most common order.
+    let order = match plan.context.prefer {
+        Some(ClassicSolver::Ddim) => Some(1),
+        Some(ClassicSolver::DpmSolverPp { order: 2 }) if !flow => Some(2),
+        _ => None,
+    };
     let majority_corrected = 2 * plan.corrector_steps.len() >= n && n > 1;
-    if with_unipc && majority_corrected {
+    if with_unipc && majority_corrected && order.is_none() {
         let bh2 = plan
             .schedule
             .steps
@@ -74,15 +106,17 @@ fn choose(plan: &Plan, with_unipc: bool) -> Sampler {
             comfyui: format!("KSamplerSelect sampler_name = \"{name}\""),
             runs: "ComfyUI's UniPC predictor-corrector (data prediction, its own order up to 3, warm-up and final-step rules)".into(),
             exact: false,
+            solver: None,
         };
     }
-    match plan.order {
+    match order.unwrap_or(plan.order) {
         1 => Sampler {
             k_diffusion: "sample_euler",
             k_kwargs: "",
             comfyui: "KSamplerSelect sampler_name = \"euler\"".into(),
             runs: format!("Euler in σ (= DDIM), order 1 at all {n} steps"),
             exact: false,
+            solver: Some(ClassicSolver::Ddim),
         },
         2 => {
             let orders = plan
@@ -95,6 +129,7 @@ fn choose(plan: &Plan, with_unipc: bool) -> Sampler {
                 comfyui: "KSamplerSelect sampler_name = \"dpmpp_2m\"".into(),
                 runs: format!("DPM-Solver++(2M) (data prediction, midpoint form){orders}"),
                 exact: false,
+                solver: (!flow).then_some(ClassicSolver::DpmSolverPp { order: 2 }),
             }
         }
         _ => {
@@ -108,6 +143,7 @@ fn choose(plan: &Plan, with_unipc: bool) -> Sampler {
                     join(orders)
                 ),
                 exact: false,
+                solver: None,
             }
         }
     }
@@ -115,7 +151,9 @@ fn choose(plan: &Plan, with_unipc: bool) -> Sampler {
 
 /// The notes shared by both sigma targets.
 fn common_notes(plan: &Plan, tool: &str, sampler: &Sampler, how: &str) -> Vec<String> {
-    let mut notes = vec![plan.dropped_note(tool)];
+    let mut notes: Vec<String> = dropped_note(plan, tool, sampler.solver.map(|s| (s, false)))
+        .into_iter()
+        .collect();
     if sampler.exact {
         notes.push(format!(
             "Nothing is lost for this schedule: {tool} runs this schedule exactly with {how}: {} over these sigmas.",
@@ -163,18 +201,41 @@ pub(super) fn k_diffusion(plan: &Plan) -> Result<Exported> {
     );
     let mut notes = common_notes(plan, "k-diffusion", &sampler, &how);
     notes.extend(flow_note(plan, "k-diffusion"));
-    notes.push(format!(
-        "Use: sigmas = torch.tensor(json.load(open(FILE)), device=device); x = k_diffusion.sampling.{}(model, torch.randn(shape, device=device) * sigmas[0], sigmas{}) with a k-diffusion denoiser wrapper for the model ({}).",
-        sampler.k_diffusion,
-        sampler.k_kwargs,
-        if matches!(plan.ns, NoiseSchedule::Flow(_)) {
-            "for a flow model one that returns x̂0 = x − σ·v; k-diffusion ships none"
-        } else {
-            "e.g. CompVisDenoiser for VP models"
-        },
-    ));
+    notes.push(k_diffusion_use(plan, &sampler));
     let text = serde_json::to_string(&sigmas).expect("floats serialise") + "\n";
     Ok(Exported { text, notes })
+}
+
+/// The k-diffusion "Use:" note: Python statements in backticks, each runnable as written
+/// once `json`, `torch`, `k_diffusion`, `FILE` (this export), `shape` and `device` are bound,
+/// plus for VP models a diffusers ε-prediction UNet `unet` and its scheduler's
+/// `alphas_cumprod` (python/tests/test_export_usage.py runs the VP statements so).
+///
+/// VP: k-diffusion's `DiscreteEpsDDPMDenoiser` maps each σ to a (fractional) training index
+/// and feeds the UNet x·c_in = x/√(1 + σ²), the model's own frame; `CompVisDenoiser` instead
+/// expects a CompVis LatentDiffusion model (`apply_model`, `alphas_cumprod` attributes) and
+/// fails on a diffusers UNet. The initial state is s3's x_T = z in the model's frame, which in
+/// k-diffusion's frame x/α is z·√(1 + σ_0²) (not z·σ_0). EDM and flow start at z·σ_0 (s3's
+/// x_T = t_0·z; flow's σ_0 = 1 is pure noise).
+fn k_diffusion_use(plan: &Plan, sampler: &Sampler) -> String {
+    let (model, scale) = match plan.ns {
+        NoiseSchedule::Flow(_) => (
+            "a denoiser `model(x, sigma)` returning x̂0 = x − σ·v for the flow model (k-diffusion ships none)".to_string(),
+            "sigmas[0]",
+        ),
+        NoiseSchedule::Edm => (
+            "the EDM model's denoiser D(x; σ) as `model(x, sigma)` (k-diffusion's own convention)".to_string(),
+            "sigmas[0]",
+        ),
+        _ => (
+            "`model = k_diffusion.external.DiscreteEpsDDPMDenoiser(lambda x, t, **kw: unet(x, t, **kw).sample, alphas_cumprod, quantize=False).to(device)` for a diffusers ε-prediction UNet `unet` and its scheduler's `alphas_cumprod` (DiscreteVDDPMDenoiser for v-prediction; not CompVisDenoiser, which expects a CompVis LatentDiffusion model)".to_string(),
+            "(1 + sigmas[0] ** 2) ** 0.5",
+        ),
+    };
+    format!(
+        "Use: `sigmas = torch.tensor(json.load(open(FILE)), device=device)`; {model}; then `x = k_diffusion.sampling.{}(model, torch.randn(shape, device=device) * {scale}, sigmas{})`.",
+        sampler.k_diffusion, sampler.k_kwargs,
+    )
 }
 
 /// The `ManualSigmas` text: N + 1 comma-separated sigmas ending in 0.0, one line.

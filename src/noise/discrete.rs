@@ -111,6 +111,15 @@ impl DiscreteVp {
         (k + 1) as f64 / self.len() as f64
     }
 
+    /// The integer training timestep nearest to continuous time `t`: k = round(t·N − 1) (the
+    /// inverse of [`DiscreteVp::t_of_timestep`]), clamped into 0..N. Also returns whether it
+    /// was clamped (t outside the training range).
+    pub fn nearest_timestep(&self, t: f64) -> (usize, bool) {
+        let r = (t * self.len() as f64 - 1.0).round();
+        let k = r.clamp(0.0, (self.len() - 1) as f64);
+        (k as usize, r != k)
+    }
+
     /// log α(t), piecewise linear through the grid and extended linearly beyond its ends.
     pub fn log_alpha(&self, t: f64) -> f64 {
         interp_extrapolate(t, &self.t_grid, &self.log_alpha_grid)

@@ -3,6 +3,7 @@
 use crate::error::{Result, S3Error};
 use crate::metric::MetricKind;
 use crate::noise::NoiseScheduleSpec;
+use crate::solver::ClassicSolver;
 use serde::{Deserialize, Serialize};
 
 /// Which strategy proposes candidates.
@@ -80,6 +81,10 @@ pub struct SearchConfig {
     /// Model calls of a network's teacher for the MSE metric (None: the default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference_nfe: Option<usize>,
+    /// A classic solver whose decisions every candidate keeps (`--solver`): only the
+    /// model-call times are searched, so a plain-list export for that solver is lossless.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub solver: Option<ClassicSolver>,
 }
 
 impl SearchConfig {

@@ -3,6 +3,7 @@
 //! schedule exported in the run directory, and resumes after any interruption.
 
 mod config;
+mod measure;
 mod runner;
 mod s3;
 mod strategy;

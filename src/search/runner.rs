@@ -222,6 +222,11 @@ impl<'a> SearchRunner<'a> {
         })
     }
 
+    /// The run's configuration.
+    pub fn config(&self) -> &SearchConfig {
+        &self.config
+    }
+
     /// Stops (resumably) once this much wall time has passed.
     pub fn with_max_time(mut self, t: Option<Duration>) -> Self {
         self.max_time = t;
@@ -234,7 +239,7 @@ impl<'a> SearchRunner<'a> {
 
     /// An evaluator on `samples` samples of noise `seed`, sharing the store's teacher
     /// references.
-    fn evaluator(&self, samples: usize, seed: u64) -> Result<Evaluator<'_>> {
+    pub(super) fn evaluator(&self, samples: usize, seed: u64) -> Result<Evaluator<'_>> {
         Evaluator::new(&self.dataset, &self.ns, self.config.metric, samples, seed)?
             .with_reference_cache(ReferenceCache::in_store(self.store.path()))
             .with_reference_nfe(self.config.reference_nfe.unwrap_or(DEFAULT_REFERENCE_NFE))
@@ -263,7 +268,7 @@ impl<'a> SearchRunner<'a> {
 
     /// The metric of `s` from the store's cache, or computed (and then cached). The flag
     /// says whether it was computed.
-    fn value(&self, ev: &Evaluator, s: &SolverSchedule) -> Result<(f64, bool)> {
+    pub(super) fn value(&self, ev: &Evaluator, s: &SolverSchedule) -> Result<(f64, bool)> {
         let key = self.key(ev, &schedule_hash(s));
         if let Some(c) = self.store.cached_eval(&key)? {
             return Ok((c.value, false));
@@ -278,6 +283,7 @@ impl<'a> SearchRunner<'a> {
     fn seeds(&self) -> Vec<Proposal> {
         classic_grid(&self.ns, self.config.nfe)
             .into_iter()
+            .filter(|e| self.config.solver.is_none_or(|s| s == e.solver))
             .filter_map(|e| {
                 let label = e.label();
                 e.schedule.ok().map(|schedule| Proposal {
@@ -478,6 +484,10 @@ impl<'a> SearchRunner<'a> {
         let cfg = &self.config;
         let ev = self.evaluator(cfg.samples, cfg.seed)?;
         let ops = Candidates::new(&self.space, &self.ns, cfg.nfe)?;
+        let ops = match cfg.solver {
+            Some(solver) => ops.with_solver(solver)?,
+            None => ops,
+        };
         let record = self
             .store
             .run(&self.run_id)?

@@ -75,6 +75,25 @@ impl ClassicSolver {
         }
     }
 
+    /// The solver named `name`: its label (`dpm-solver++(2M)`, `unipc-bh2(2)`, `ddim`) or the
+    /// same with the brackets written as dashes (`dpm-solver++-2M`, `unipc-bh2-2`, the form of
+    /// `s3 baselines --emit` file names), in any case.
+    pub fn parse(name: &str) -> Result<Self> {
+        let key = name_key(name);
+        Self::all()
+            .into_iter()
+            .find(|s| name_key(&s.label()) == key)
+            .ok_or_else(|| S3Error::UnknownName {
+                kind: "solver",
+                name: name.to_string(),
+                expected: Self::all()
+                    .iter()
+                    .map(|s| s.label())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+
     /// Whether the solver expands the data prediction (it may then end by denoising to σ = 0).
     pub fn prediction(&self) -> Prediction {
         match self {
@@ -207,6 +226,16 @@ impl ClassicSolver {
     }
 }
 
+/// A solver name compared without case, brackets or separators: `dpm-solver++(2M)`,
+/// `DPM-Solver++-2M` and `dpm-solver++ 2m` all read `dpm-solver++-2m`.
+fn name_key(name: &str) -> String {
+    name.to_ascii_lowercase()
+        .split(['(', ')', '-', '_', ' '])
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
 fn bh(variant: UniPcVariant) -> Relaxation {
     match variant {
         UniPcVariant::Bh1 => Relaxation::UnipcBh1,
@@ -301,6 +330,31 @@ mod tests {
         assert_eq!(
             uni.build_for(&vp, ts(6, true), true).unwrap(),
             uni.build(ts(6, true), true).unwrap()
+        );
+    }
+
+    #[test]
+    fn solvers_parse_from_their_labels_and_file_names() {
+        for solver in ClassicSolver::all() {
+            assert_eq!(ClassicSolver::parse(&solver.label()).unwrap(), solver);
+        }
+        assert_eq!(
+            ClassicSolver::parse("dpm-solver++-2M").unwrap(),
+            ClassicSolver::DpmSolverPp { order: 2 }
+        );
+        assert_eq!(
+            ClassicSolver::parse("UniPC-bh2-2").unwrap(),
+            ClassicSolver::UniPc {
+                variant: UniPcVariant::Bh2,
+                order: 2
+            }
+        );
+        let e = ClassicSolver::parse("dpm-solver++-4M")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("dpm-solver++-4M") && e.contains("dpm-solver++(3M)"),
+            "{e}"
         );
     }
 

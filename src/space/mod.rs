@@ -3,6 +3,7 @@
 //! and a canonical form with a stable hash, so identical schedules are one candidate.
 
 mod config;
+mod fixed;
 mod ops;
 
 pub use config::{S3Settings, SPACE_FORMAT, SPACE_VERSION, SearchSpace, TimeCoordinate};

@@ -13,9 +13,12 @@
 //! λ = −λ(t_ref) ([`NoiseSchedule::finite_lambda_start`]).
 
 use super::config::{SearchSpace, TimeCoordinate};
+use super::fixed;
 use crate::error::{Result, S3Error};
 use crate::noise::NoiseSchedule;
-use crate::solver::{Afs, Corrector, Derivative, Prediction, Relaxation, SolverSchedule, Step};
+use crate::solver::{
+    Afs, ClassicSolver, Corrector, Derivative, Prediction, Relaxation, SolverSchedule, Step,
+};
 use rand::Rng;
 use rand_distr::{Distribution, Normal};
 use std::collections::BTreeMap;
@@ -54,6 +57,8 @@ pub struct Candidates<'a> {
     lambda_range: (f64, f64),
     /// Whether t_start is pure noise (then it never enters a derivative or corrector).
     pure_start: bool,
+    /// A classic solver whose decisions every candidate takes (only times are searched).
+    fixed: Option<ClassicSolver>,
 }
 
 fn draw<R: Rng>(prior: &BTreeMap<String, f64>, rng: &mut R) -> String {
@@ -115,7 +120,36 @@ impl<'a> Candidates<'a> {
             t_end_range: (lo, hi),
             lambda_range,
             pure_start: ns.is_pure_noise(t_start),
+            fixed: None,
         })
+    }
+
+    /// The same operators for one fixed classic solver (`s3 search --solver`): every
+    /// candidate is `solver` over searched model-call times (see `fixed`), without an
+    /// analytical first step.
+    pub fn with_solver(mut self, solver: ClassicSolver) -> Result<Self> {
+        let end = fixed::final_time(solver, self.ns);
+        let gap = self.space.time.min_gap;
+        if end > 0.0 && self.u_of_t(end) <= gap * (self.nfe + 1) as f64 {
+            return Err(S3Error::field(
+                "search",
+                "--solver",
+                format!(
+                    "{} ends at t = {end} on {}, which leaves no room for {} model calls between t = {} and there",
+                    solver.label(),
+                    self.ns.name(),
+                    self.nfe,
+                    self.t_start
+                ),
+            ));
+        }
+        self.fixed = Some(solver);
+        Ok(self)
+    }
+
+    /// The fixed solver, if any.
+    pub fn solver(&self) -> Option<ClassicSolver> {
+        self.fixed
     }
 
     /// The target NFE.
@@ -326,6 +360,9 @@ impl<'a> Candidates<'a> {
     }
 
     fn build<R: Rng>(&self, mut g: Genome, rng: &mut R) -> SolverSchedule {
+        if let Some(solver) = self.fixed {
+            return self.build_fixed(solver, &g, rng);
+        }
         let gap = self.space.time.min_gap;
         let u_end = self.u_of_t(g.t_end);
         let steps = self.nfe + usize::from(g.afs != Afs::None);
@@ -371,6 +408,49 @@ impl<'a> Candidates<'a> {
             .collect();
         let s = SolverSchedule::new(g.afs, timesteps, steps);
         canonical(&s)
+    }
+
+    /// A fixed-solver candidate: the genome's interior times (all NFE − 1 model calls after
+    /// t_0, down to the smallest time the space allows) under the solver's own decisions.
+    fn build_fixed<R: Rng>(
+        &self,
+        solver: ClassicSolver,
+        g: &Genome,
+        rng: &mut R,
+    ) -> SolverSchedule {
+        let gap = self.space.time.min_gap;
+        let end = fixed::final_time(solver, self.ns);
+        let u_max = if end > 0.0 {
+            self.u_of_t(end) - gap
+        } else {
+            1.0
+        };
+        let mut us: Vec<f64> = g
+            .interior
+            .iter()
+            .copied()
+            .filter(|u| u.is_finite() && *u > gap && *u <= u_max)
+            .collect();
+        us.sort_by(f64::total_cmp);
+        us.dedup_by(|x, y| *x - *y < gap);
+        while us.len() > self.nfe - 1 {
+            us.remove(rng.random_range(0..us.len()));
+        }
+        let mut tries = 0;
+        while us.len() < self.nfe - 1 {
+            let u = rng.random_range(gap..u_max);
+            tries += 1;
+            if tries < 1000 && us.iter().any(|v| (v - u).abs() < gap) {
+                continue;
+            }
+            let pos = us.partition_point(|v| *v < u);
+            us.insert(pos, u);
+        }
+        let mut times = vec![self.t_start];
+        times.extend(us.iter().map(|&u| self.t_of_u(u)));
+        fixed::snap_to_training_grid(self.ns, &mut times, end);
+        times.push(end);
+        fixed::build(solver, self.ns, times)
     }
 
     fn step_of(&self, gene: &Gene, i: usize, last: bool) -> Step {

@@ -1,0 +1,42 @@
+"""Driver of the Rust integration test ``tests/python.rs`` (not a pytest module): runs every
+case of a manifest written by that test with s3schedule and the package's numpy mixture, in
+float64, and saves each output for the test to compare with s3's.
+
+Usage: python rust_cases.py MANIFEST.json
+The manifest holds ``mixtures`` (s3 mixture files) and ``cases`` (``id``, ``family``,
+``schedule`` file, ``mixture`` index, ``x_T`` and ``out`` .npy paths). The noise schedule
+of each case is resolved from the schedule file itself (its name and sigmas), as a user's
+would be.
+"""
+
+import json
+import sys
+import time
+
+import numpy as np
+
+import s3schedule
+
+
+def main(path: str) -> int:
+    with open(path, encoding="utf-8") as f:
+        manifest = json.load(f)
+    mixtures = [s3schedule.GaussianMixture.from_json(p) for p in manifest["mixtures"]]
+    start = time.perf_counter()
+    for case in manifest["cases"]:
+        mix = mixtures[case["mixture"]]
+        x_T = np.load(case["x_T"])
+        try:
+            out = s3schedule.run(case["schedule"], mix, x_T, output="both", model_time="point",
+                                 data_mean=mix.data_mean)
+        except Exception as e:  # report the case, then fail the whole run
+            print(f"case {case['id']} ({case['family']}): {type(e).__name__}: {e}", file=sys.stderr)
+            return 1
+        np.save(case["out"], np.asarray(out, dtype=np.float64))
+    n = len(manifest["cases"])
+    print(f"{n} cases run by s3schedule in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
