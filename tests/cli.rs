@@ -396,3 +396,164 @@ fn bad_flags_are_clear_errors() {
     let err = fails(&["baselines", "--nfe", "3", "--metric", "fid"]);
     assert!(err.contains("--metric") && err.contains("fid"), "{err}");
 }
+
+/// Runs `s3 args`, reads `lines` lines of its stdout, closes the pipe (as `| head -N` does) and
+/// waits: returns the exit status and stderr.
+fn closed_after(args: &[&str], lines: usize) -> (std::process::ExitStatus, String) {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_s3"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    for _ in 0..lines {
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+    }
+    drop(out);
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (child.wait().unwrap(), err)
+}
+
+/// `s3 search … --json | head -2` and `s3 baselines | head -1`: a closed stdout neither
+/// panics nor stops the work; the search completes its budget and records it.
+#[test]
+fn a_closed_stdout_stops_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let store = store.to_str().unwrap();
+    let args = [
+        "search",
+        "--dataset",
+        "toy2d",
+        "--nfe",
+        "3",
+        "--budget",
+        "8",
+        "--stage-size",
+        "4",
+        "--samples",
+        "100",
+        "--store",
+        store,
+        "--run-id",
+        "piped",
+        "--json",
+    ];
+    let (status, err) = closed_after(&args, 2);
+    assert!(status.success(), "{status:?}: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let show: serde_json::Value =
+        serde_json::from_str(&ok(&["runs", "show", "piped", "--store", store, "--json"])).unwrap();
+    assert_eq!(show["finished"], 8, "{show}");
+    let (status, err) = closed_after(
+        &[
+            "baselines",
+            "--dataset",
+            "toy2d",
+            "--nfe",
+            "3",
+            "--samples",
+            "100",
+        ],
+        1,
+    );
+    assert!(
+        status.success() && !err.contains("panicked"),
+        "{status:?}: {err}"
+    );
+}
+
+/// Run ids are one folder name: a path is refused before anything is written.
+#[test]
+fn run_ids_cannot_leave_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let s = store.to_str().unwrap();
+    for id in ["../escaped", "a/b", ".hidden", ""] {
+        let e = fails(&["search", "--nfe", "3", "--store", s, "--run-id", id]);
+        assert!(e.contains("--run-id") && e.contains("run id"), "{e}");
+        let e = fails(&["runs", "show", id, "--store", s]);
+        assert!(e.contains("run id"), "{e}");
+    }
+    assert!(!store.exists() && !dir.path().join("escaped").exists());
+}
+
+/// Sizes that cannot fit memory are clear errors before any work or store record: a
+/// mixture shape whose product overflows, and sample counts beyond one buffer.
+#[test]
+fn oversized_shapes_and_sample_counts_are_refused_up_front() {
+    let dir = tempfile::tempdir().unwrap();
+    let huge = write(
+        dir.path(),
+        "huge.json",
+        r#"{"shape": [4294967296, 4294967296], "weights": [1.0], "means": [[0.0]], "stds": [0.1]}"#,
+    );
+    let e = fails(&["baselines", "--dataset", &huge, "--nfe", "3"]);
+    assert!(
+        e.contains("shape") && e.contains("values per sample"),
+        "{e}"
+    );
+    let store = dir.path().join("store");
+    let s = store.to_str().unwrap();
+    let e = fails(&[
+        "search",
+        "--nfe",
+        "3",
+        "--samples",
+        "10000000000000000000",
+        "--store",
+        s,
+    ]);
+    assert!(e.contains("--samples") && e.contains("exceeds"), "{e}");
+    let e = fails(&[
+        "search",
+        "--nfe",
+        "3",
+        "--final-samples",
+        "100000000000",
+        "--store",
+        s,
+    ]);
+    assert!(e.contains("--final-samples"), "{e}");
+    assert!(!store.exists(), "a refused search left a store behind");
+    let sched = emitted(dir.path());
+    let out = dir.path().join("x.npy");
+    let e = fails(&[
+        "sample",
+        "--dataset",
+        "toy2d",
+        "--schedule",
+        sched.to_str().unwrap(),
+        "--samples",
+        "10000000000000000000",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(e.contains("--samples"), "{e}");
+}
+
+/// A statistics file with empty `mu`/`sigma` is a clear error naming the file, not a panic
+/// in the linear algebra.
+#[test]
+fn empty_fid_statistics_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("empty.npz");
+    let empty = s3::metric::Moments {
+        mu: vec![],
+        cov: vec![],
+    };
+    s3::io::npz_stats::write_fid_stats(&path, &empty).unwrap();
+    let p = path.to_str().unwrap();
+    let e = fails(&["fid", p, p]);
+    assert!(e.contains("empty.npz") && e.contains("d ≥ 1"), "{e}");
+}

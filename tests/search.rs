@@ -374,3 +374,29 @@ fn a_fixed_solver_search_searches_only_times_and_exports_losslessly() {
     );
     assert!(!Path::new(store).join("runs/bad").exists());
 }
+
+/// Honest reports: with a budget of one, the only trial is the best-known classic solver, so
+/// the final ranking and best.json name it as classic (never "searched"), and the summary
+/// does not claim a search win.
+#[test]
+fn a_classic_winner_is_reported_as_classic() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let store = store.to_str().unwrap();
+    let mut args = search_args(store, "one", "1");
+    args.retain(|a| *a != "--json");
+    let out = ok(&args);
+    assert!(!out.contains("the search beat"), "{out}");
+    let final_json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(store).join("runs/one/final.json")).unwrap(),
+    )
+    .unwrap();
+    let rows = final_json["ranking"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{final_json}");
+    let label = rows[0]["schedule"].as_str().unwrap();
+    assert!(label.starts_with(s3::search::CLASSIC_ROW), "{label}");
+    let best =
+        s3::solver::SolverSchedule::load(&Path::new(store).join("runs/one/best.json")).unwrap();
+    assert!(best.name.unwrap().contains(label), "{label}");
+    assert!(out.contains(label), "{out}");
+}

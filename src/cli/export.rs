@@ -1,12 +1,13 @@
 //! `s3 export`: a run's best schedule, or any schedule file, for s3, diffusers, k-diffusion
 //! or ComfyUI.
 
+use super::out::out;
 use super::search::StoreArg;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use s3::export::{ExportContext, ExportFormat, PlainSampler, export_with, fmt_num, plain_samplers};
 use s3::noise::{BetaSchedule, NoiseSchedule, NoiseScheduleName, NoiseScheduleSpec};
-use s3::search::{SearchConfig, SearchRunner, run_dir};
+use s3::search::{SearchConfig, SearchRunner, check_run_id, run_dir};
 use s3::solver::{ClassicSolver, SolverSchedule};
 use s3::space::canonical;
 use std::path::{Path, PathBuf};
@@ -70,7 +71,7 @@ pub fn export(a: ExportArgs) -> Result<()> {
         Some(p) => {
             std::fs::write(p, &out.text).with_context(|| format!("--out {}", p.display()))?
         }
-        None => print!("{}", out.text),
+        None => out!("{}", out.text),
     }
     for n in out.notes.iter().chain(loss.iter().flat_map(|l| &l.notes)) {
         eprintln!("note: {n}");
@@ -174,6 +175,8 @@ fn from_run(a: &ExportArgs) -> Result<(SolverSchedule, SearchConfig)> {
             a.source
         );
     }
+    check_run_id(&a.source)
+        .with_context(|| format!("`{}` is neither a schedule file nor a run id", a.source))?;
     let store = a.store.open()?;
     let rec = store.run(&a.source)?.with_context(|| {
         format!(

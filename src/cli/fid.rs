@@ -1,6 +1,7 @@
 //! `s3 fid` and `s3 fid-stats`, in the spirit of pytorch-fid: statistics from a stats `.npz`,
 //! a folder of PNGs or an `.npy` of images, features from an ONNX extractor.
 
+use super::out::outln;
 use anyhow::{Context, Result};
 use clap::Args;
 use s3::io::{images::read_images, npz_stats};
@@ -111,12 +112,12 @@ pub fn fid(a: FidArgs) -> Result<()> {
     }
     let value = frechet_distance(&m1, &m2)?;
     if a.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"fid": value, "dims": m1.dim(), "images1": n1, "images2": n2})
         );
     } else {
-        println!("FID: {value}");
+        outln!("FID: {value}");
     }
     Ok(())
 }
@@ -132,7 +133,7 @@ pub fn fid_stats(a: FidStatsArgs) -> Result<()> {
     }
     let (m, n) = stats_of(&a.path, &a.extractor, &mut extractor)?;
     npz_stats::write_fid_stats(&a.out, &m).with_context(|| format!("--out {}", a.out.display()))?;
-    println!(
+    outln!(
         "wrote {} ({}-d statistics of {n} images)",
         a.out.display(),
         m.dim()

@@ -3,15 +3,17 @@
 
 mod export;
 mod fid;
+pub(crate) mod out;
 mod search;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
+use out::outln;
 use s3::dataset::{Dataset, LoadOptions};
 use s3::io::{grid, npy};
 use s3::metric::{
-    DEFAULT_REFERENCE_NFE, Evaluator, Floor, MetricKind, ReferenceCache, ReferenceInfo, prior_std,
-    psnr_db, standard_noise,
+    DEFAULT_REFERENCE_NFE, Evaluator, Floor, MetricKind, ReferenceCache, ReferenceInfo,
+    check_sample_size, prior_std, psnr_db, standard_noise,
 };
 use s3::noise::{BetaSchedule, NoiseSchedule, NoiseScheduleName};
 use s3::onnx::{Device, RunOptions, SessionOptions};
@@ -294,6 +296,7 @@ fn sample(a: SampleArgs) -> Result<()> {
             if a.samples == 0 {
                 bail!("--samples must be at least 1");
             }
+            check_sample_size(a.samples, dim, "--samples")?;
             standard_noise(a.samples, dim, a.seed)
         }
     };
@@ -384,9 +387,9 @@ fn eval(a: EvalArgs) -> Result<()> {
         features: ev.metric_id(),
     };
     if a.metric.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!(
+        outln!(
             "{}: {} = {:.6}{} at NFE {} ({} samples, seed {}; {})",
             report.schedule,
             report.metric,
@@ -481,10 +484,10 @@ fn baselines(a: BaselinesArgs) -> Result<()> {
         results: rows,
     };
     if a.metric.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
-    println!(
+    outln!(
         "Classic solvers at NFE {} on {} ({}), {} on {} samples, seed {}",
         report.nfe,
         report.dataset,
@@ -494,29 +497,32 @@ fn baselines(a: BaselinesArgs) -> Result<()> {
         report.seed
     );
     match &report.floor {
-        Some(f) if f.teacher_nfe.is_some() => println!("Floor: {f}\n"),
-        Some(f) => println!(
+        Some(f) if f.teacher_nfe.is_some() => outln!("Floor: {f}\n"),
+        Some(f) => outln!(
             "Floor ({} of exact data samples, same count): {f}\n",
             report.metric
         ),
         None => {
-            println!("No floor: FID against real-data statistics has no exact data to draw from\n")
+            outln!("No floor: FID against real-data statistics has no exact data to draw from\n")
         }
     }
-    println!(
+    outln!(
         "{:>4}  {:<20} {:<22} {:>12}",
-        "rank", "solver", "spacing", report.metric
+        "rank",
+        "solver",
+        "spacing",
+        report.metric
     );
     for (i, r) in report.results.iter().enumerate() {
         match (r.value, &r.error) {
-            (Some(v), _) => println!(
+            (Some(v), _) => outln!(
                 "{:>4}  {:<20} {:<22} {:>12.6}",
                 i + 1,
                 r.solver,
                 r.spacing,
                 v
             ),
-            (None, e) => println!(
+            (None, e) => outln!(
                 "{:>4}  {:<20} {:<22} {:>12}  ({})",
                 "-",
                 r.solver,

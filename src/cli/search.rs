@@ -1,11 +1,15 @@
 //! `s3 search` and `s3 runs`.
 
 use super::ModelArgs;
+use super::out::outln;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use s3::metric::MetricKind;
-use s3::search::{Event, SearchConfig, SearchRunner, StrategyKind, run_dir};
+use s3::search::{
+    CLASSIC_ROW, Event, SEARCHED_ROW, SearchConfig, SearchRunner, StrategyKind, check_run_id,
+    run_dir,
+};
 use s3::solver::ClassicSolver;
 use s3::store::{Store, TrialStatus};
 use std::io::IsTerminal;
@@ -113,6 +117,10 @@ fn new_config(a: &SearchArgs) -> Result<(SearchConfig, String)> {
     };
     let (ds, _) = a.model.load()?;
     let samples = a.samples.unwrap_or(ds.samples);
+    // Oversized counts fail here, before the run is recorded (it could never resume).
+    s3::metric::check_sample_size(samples, ds.dim(), "--samples")?;
+    let final_samples = a.final_samples.unwrap_or(2 * samples);
+    s3::metric::check_sample_size(final_samples, ds.dim(), "--final-samples")?;
     let metric = match &a.metric {
         Some(m) => MetricKind::parse(m).context("--metric")?,
         None => ds.metric,
@@ -151,7 +159,7 @@ fn new_config(a: &SearchArgs) -> Result<(SearchConfig, String)> {
         samples,
         stage_size: a.stage_size,
         final_top: 5,
-        final_samples: a.final_samples.unwrap_or(2 * samples),
+        final_samples,
         reference_nfe: a.reference_nfe,
         solver,
         models_dir: match ds.network() {
@@ -202,13 +210,13 @@ impl EventPrinter<'_> {
         self.last_line = Instant::now();
         match self.bar {
             Some(b) => b.println(line),
-            None => println!("{line}"),
+            None => outln!("{line}"),
         }
     }
 
     fn print(&mut self, e: &Event) {
         if self.json {
-            println!("{}", serde_json::to_string(e).expect("events serialise"));
+            outln!("{}", serde_json::to_string(e).expect("events serialise"));
             return;
         }
         if !self.text {
@@ -304,6 +312,12 @@ fn duration(s: f64) -> String {
 
 /// Runs or resumes a search.
 pub fn search(a: SearchArgs) -> Result<()> {
+    if let Some(id) = &a.run_id {
+        check_run_id(id).context("--run-id")?;
+    }
+    if let Some(id) = &a.resume {
+        check_run_id(id).context("--resume")?;
+    }
     // A new run's model and flags are checked before the store is opened, so a model that
     // fails to load leaves nothing behind.
     let fresh = match &a.resume {
@@ -371,7 +385,7 @@ pub fn search(a: SearchArgs) -> Result<()> {
         b.finish_and_clear();
     }
     if a.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string(&serde_json::json!({"event": "outcome", "outcome": outcome}))?
         );
@@ -379,41 +393,44 @@ pub fn search(a: SearchArgs) -> Result<()> {
     }
     let dir = run_dir(store.path(), &run_id);
     if !outcome.completed {
-        println!(
+        outln!(
             "run {run_id} paused after {} evaluations; continue with: s3 search --resume {run_id}",
             outcome.evaluated
         );
         return Ok(());
     }
-    println!(
+    outln!(
         "\nrun {run_id}: final ranking on {} samples with other noise (seed {}):",
         config.final_samples,
         config.seed + 1
     );
     for (label, v) in &outcome.final_ranking {
-        println!("  {v:>12.6}  {label}");
+        outln!("  {v:>12.6}  {label}");
     }
+    let metric = outcome.metric.to_uppercase();
     let searched = outcome
         .final_ranking
         .iter()
-        .find(|r| r.0.starts_with("searched"));
+        .find(|r| r.0.starts_with(SEARCHED_ROW));
     let classic = outcome
         .final_ranking
         .iter()
-        .find(|r| r.0.starts_with("classic"));
-    if let (Some(s), Some(c)) = (searched, classic)
-        && s.1 > 0.0
-    {
-        println!(
-            "best searched vs best classic: ×{:.2} lower {}",
-            c.1 / s.1,
-            config.metric.as_str()
-        );
+        .find(|r| r.0.starts_with(CLASSIC_ROW));
+    match (searched, classic) {
+        (Some(s), Some(c)) if s.1 < c.1 && s.1 > 0.0 => outln!(
+            "the search beat the best classic solver: ×{:.2} lower {metric} on the final noise",
+            c.1 / s.1
+        ),
+        (Some(s), Some(c)) => outln!(
+            "the search did not beat the best classic solver on the final noise: {} {metric} {:.6} against the best searched {:.6}; best.json is that classic solver",
+            c.0.trim_start_matches(CLASSIC_ROW),
+            c.1,
+            s.1
+        ),
+        _ => {}
     }
-    println!("best schedule: {}", dir.join("best.json").display());
-    println!(
-        "export it with: s3 export {run_id} --format diffusers   (or s3, k-diffusion, comfyui)"
-    );
+    outln!("best schedule: {}", dir.join("best.json").display());
+    outln!("export it with: s3 export {run_id} --format diffusers   (or s3, k-diffusion, comfyui)");
     Ok(())
 }
 
@@ -449,11 +466,11 @@ pub fn runs(a: RunsArgs) -> Result<()> {
             let store = store.open()?;
             let runs = store.runs()?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&runs)?);
+                outln!("{}", serde_json::to_string_pretty(&runs)?);
                 return Ok(());
             }
             if runs.is_empty() {
-                println!("no runs in {}", store.path().display());
+                outln!("no runs in {}", store.path().display());
             }
             for r in runs {
                 let trials = store.trials(&r.id)?;
@@ -461,7 +478,7 @@ pub fn runs(a: RunsArgs) -> Result<()> {
                     .iter()
                     .filter(|t| t.status == TrialStatus::Finished)
                     .count();
-                println!(
+                outln!(
                     "{:<40} {:<10} nfe {:<3} {:>5}/{:<5} best {}",
                     r.id,
                     r.config["strategy"].as_str().unwrap_or("?"),
@@ -476,6 +493,7 @@ pub fn runs(a: RunsArgs) -> Result<()> {
             }
         }
         RunsCommand::Show { run, store, json } => {
+            check_run_id(&run)?;
             let store = store.open()?;
             let rec = store
                 .run(&run)?
@@ -493,7 +511,7 @@ pub fn runs(a: RunsArgs) -> Result<()> {
             let mut best: Vec<_> = finished.iter().filter(|t| t.value.is_some()).collect();
             best.sort_by(|a, b| a.value.unwrap().total_cmp(&b.value.unwrap()));
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&serde_json::json!({
                         "run": rec,
@@ -507,16 +525,16 @@ pub fn runs(a: RunsArgs) -> Result<()> {
                 );
                 return Ok(());
             }
-            println!("run {run}");
-            println!("  config: {}", serde_json::to_string(&rec.config)?);
-            println!("  state: {}", serde_json::to_string(&rec.state)?);
+            outln!("run {run}");
+            outln!("  config: {}", serde_json::to_string(&rec.config)?);
+            outln!("  state: {}", serde_json::to_string(&rec.state)?);
             if let Some(p) = rec.state.get("predictor").filter(|p| !p.is_null()) {
                 let f = |k: &str| {
                     p.get(k)
                         .and_then(|v| v.as_f64())
                         .map_or("-".into(), |v| format!("{v:.3}"))
                 };
-                println!(
+                outln!(
                     "  predictor: trained on {} trials, Kendall τ {} held out, {} on training trials ({})",
                     p.get("trials").unwrap_or(&serde_json::Value::Null),
                     f("holdout_tau"),
@@ -524,16 +542,16 @@ pub fn runs(a: RunsArgs) -> Result<()> {
                     run_dir(store.path(), &run).join("predictor.json").display()
                 );
             }
-            println!(
+            outln!(
                 "  trials: {} ({} finished, {} from the cache, {} failed)",
                 trials.len(),
                 finished.len(),
                 cached,
                 failed
             );
-            println!("  best trials:");
+            outln!("  best trials:");
             for t in best.iter().take(10) {
-                println!(
+                outln!(
                     "    #{:<5} {:.6}  stage {:<3} {}",
                     t.number,
                     t.value.unwrap(),
@@ -541,10 +559,12 @@ pub fn runs(a: RunsArgs) -> Result<()> {
                     t.source
                 );
             }
-            println!(
-                "  best schedule: {}",
-                run_dir(store.path(), &run).join("best.json").display()
-            );
+            let best = run_dir(store.path(), &run).join("best.json");
+            if best.exists() {
+                outln!("  best schedule: {}", best.display());
+            } else {
+                outln!("  best schedule: none yet (no trial has finished)");
+            }
         }
     }
     Ok(())

@@ -80,11 +80,11 @@ pub fn read_fid_stats(path: &Path) -> Result<Moments> {
     let (mu_shape, mu) = read_array(&mut archive, "mu", path)?;
     let (sigma_shape, sigma) = read_array(&mut archive, "sigma", path)?;
     let d = mu.len();
-    if mu_shape.len() != 1 || sigma_shape != [d, d] {
+    if mu_shape.len() != 1 || sigma_shape != [d, d] || d == 0 {
         return Err(S3Error::Array {
             path: path.into(),
             message: format!(
-                "`mu` has shape {mu_shape:?} and `sigma` {sigma_shape:?}; expected [d] and [d, d]"
+                "`mu` has shape {mu_shape:?} and `sigma` {sigma_shape:?}; expected [d] and [d, d] with d ≥ 1"
             ),
         });
     }

@@ -65,6 +65,25 @@ pub const REFERENCE_TOL: f64 = 1e-5;
 /// The most RK4 steps the reference solve may take.
 pub const REFERENCE_MAX_STEPS: usize = 8192;
 
+/// The most values one sample buffer may hold (2³⁰ f32 = 4 GiB; the sampler keeps several
+/// such buffers), so an oversized `--samples` or shape is a clear error before any work or
+/// store record instead of an aborted allocation.
+pub const MAX_SAMPLE_VALUES: usize = 1 << 30;
+
+/// Checks that `n` samples of `dim` values fit one buffer; `flag` names the count in the error.
+pub fn check_sample_size(n: usize, dim: usize, flag: &str) -> Result<()> {
+    match n.checked_mul(dim) {
+        Some(v) if v <= MAX_SAMPLE_VALUES => Ok(()),
+        _ => Err(S3Error::field(
+            "samples",
+            flag,
+            format!(
+                "{n} samples × {dim} values each exceeds the limit of {MAX_SAMPLE_VALUES} values (4 GiB of f32 per buffer); use fewer samples"
+            ),
+        )),
+    }
+}
+
 /// Standard-normal noise z (`n × dim`, f32) from `seed`.
 pub fn standard_noise(n: usize, dim: usize, seed: u64) -> Vec<f32> {
     let mut rng = StdRng::seed_from_u64(seed);
@@ -165,6 +184,7 @@ impl<'a> Evaluator<'a> {
             return Err(S3Error::field("metric", "samples", "expected at least 2"));
         }
         let dim = dataset.dim();
+        check_sample_size(n, dim, "samples")?;
         Ok(Self {
             dataset,
             ns,

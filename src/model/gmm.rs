@@ -75,7 +75,19 @@ impl GaussianMixture {
                 format!("expected positive dimensions, got {shape:?}"),
             ));
         }
-        let dim: usize = shape.iter().product();
+        let dim = shape
+            .iter()
+            .try_fold(1usize, |d, &s| d.checked_mul(s))
+            .filter(|&d| d <= crate::metric::MAX_SAMPLE_VALUES)
+            .ok_or_else(|| {
+                bad(
+                    "shape",
+                    format!(
+                        "{shape:?} holds more than {} values per sample",
+                        crate::metric::MAX_SAMPLE_VALUES
+                    ),
+                )
+            })?;
         let k = weights.len();
         if k == 0 {
             return Err(bad("weights", "expected at least one component".into()));
@@ -177,7 +189,8 @@ impl GaussianMixture {
         let weights = json.weights.ok_or_else(|| missing("weights"))?;
         let means = json.means.ok_or_else(|| missing("means"))?;
         let stds_value = json.stds.ok_or_else(|| missing("stds"))?;
-        let dim: usize = shape.iter().product();
+        // Saturating: an overflowing shape is refused by `new` with the field named.
+        let dim = shape.iter().fold(1usize, |d, &s| d.saturating_mul(s));
         let stds = parse_stds(&stds_value, weights.len(), dim)
             .map_err(|m| S3Error::field(context, "stds", m))?;
         Self::new(context, shape, weights, means, stds)

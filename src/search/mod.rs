@@ -9,6 +9,9 @@ mod s3;
 mod strategy;
 
 pub use config::{SearchConfig, StrategyKind};
-pub use runner::{Event, RunOutcome, SearchRunner, run_dir};
+pub use runner::{
+    CLASSIC_ROW, Event, MAX_RUN_ID_LEN, RunOutcome, SEARCHED_ROW, SearchRunner, check_run_id,
+    run_dir,
+};
 pub use s3::{MIN_ENCODER_STEPS, PredictorFiles, PredictorStats, S3Search, check_warm_start};
 pub use strategy::{Evaluated, Proposal, Strategy, StrategyContext, make_strategy};

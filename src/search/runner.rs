@@ -16,9 +16,29 @@ use crate::store::{CachedEval, EvalKey, Store, TrialStatus};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::Serialize;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+/// The longest run id accepted.
+pub const MAX_RUN_ID_LEN: usize = 128;
+
+/// Checks a run id a user typed: 1–128 characters from `[A-Za-z0-9._-]`, not starting with a
+/// dot, so it names one folder inside the store's `runs/` and never a path outside it.
+pub fn check_run_id(id: &str) -> Result<()> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if id.is_empty() || id.len() > MAX_RUN_ID_LEN || id.starts_with('.') || !id.chars().all(allowed)
+    {
+        return Err(S3Error::field(
+            format!("run id `{id}`"),
+            "characters",
+            format!(
+                "expected 1–{MAX_RUN_ID_LEN} of A–Z, a–z, 0–9, '.', '_', '-', not starting with '.' (a run id names one folder in the store)"
+            ),
+        ));
+    }
+    Ok(())
+}
 
 /// Where a run's files live: `<store>/runs/<run id>/`.
 pub fn run_dir(store: &Path, run_id: &str) -> PathBuf {
@@ -118,7 +138,11 @@ pub struct RunOutcome {
     /// The best classic solver on the search samples.
     pub best_classic: Option<(String, f64)>,
     /// Final re-evaluation: (label, value) best first, on other noise and more samples.
+    /// Labels are `classic <solver> <spacing>` for the classic seeds (whichever stage found
+    /// them) and `searched <hash>` otherwise.
     pub final_ranking: Vec<(String, f64)>,
+    /// The metric's display name (`fd`, `fid` or `mse`).
+    pub metric: String,
 }
 
 /// The share of the budget the classic seeds may take: a small budget seeds with the
@@ -128,6 +152,10 @@ pub const SEED_SHARE: f64 = 0.25;
 pub const IDLE_STAGE_LIMIT: u32 = 20;
 /// The trial source of a classic seed: `seed:<solver> <spacing>`.
 const SEED_SOURCE: &str = "seed:";
+/// The label prefix of a classic solver's row in the final ranking.
+pub const CLASSIC_ROW: &str = "classic ";
+/// The label prefix of a searched schedule's row in the final ranking.
+pub const SEARCHED_ROW: &str = "searched ";
 /// The run's event log beside `best.json`: every event as one JSON line, in every mode.
 pub const EVENT_LOG: &str = "events.jsonl";
 
@@ -144,6 +172,9 @@ struct Progress {
     evaluated: usize,
     best: Option<Evaluated>,
     best_classic: Option<(String, f64, SolverSchedule)>,
+    /// The classic label of every seed evaluated, by schedule hash, so a ranking never calls
+    /// a classic solver "searched".
+    seed_labels: HashMap<String, String>,
     /// Evaluations computed (not served by the cache) by this process, and when the first
     /// of them started.
     computed: usize,
@@ -155,10 +186,11 @@ struct Progress {
 
 impl Progress {
     fn record(&mut self, e: Evaluated, source: &str) -> bool {
-        if let Some(label) = source.strip_prefix(SEED_SOURCE)
-            && self.best_classic.as_ref().is_none_or(|b| e.value < b.1)
-        {
-            self.best_classic = Some((label.to_string(), e.value, e.schedule.clone()));
+        if let Some(label) = source.strip_prefix(SEED_SOURCE) {
+            self.seed_labels.insert(e.hash.clone(), label.to_string());
+            if self.best_classic.as_ref().is_none_or(|b| e.value < b.1) {
+                self.best_classic = Some((label.to_string(), e.value, e.schedule.clone()));
+            }
         }
         let improved = self.best.as_ref().is_none_or(|b| e.value < b.value);
         if improved {
@@ -329,6 +361,7 @@ impl<'a> SearchRunner<'a> {
     fn load_progress(&self) -> Result<Progress> {
         let mut p = Progress {
             archive: Vec::new(),
+            seed_labels: HashMap::new(),
             seen: HashSet::new(),
             evaluated: 0,
             best: None,
@@ -562,7 +595,7 @@ impl<'a> SearchRunner<'a> {
                     },
                     on_event,
                 )?;
-                return Ok(self.outcome(false, &progress, vec![]));
+                return Ok(self.outcome(false, &progress, vec![], ev.metric_label()));
             }
             let mut rng = StdRng::seed_from_u64(
                 cfg.seed ^ (0x9e37_79b9_7f4a_7c15u64.wrapping_mul(stage as u64 + 1)),
@@ -633,7 +666,7 @@ impl<'a> SearchRunner<'a> {
             self.tell_baselines(&progress, on_event)?;
         }
         let ranking = self.final_ranking(&progress, on_event)?;
-        Ok(self.outcome(true, &progress, ranking))
+        Ok(self.outcome(true, &progress, ranking, ev.metric_label()))
     }
 
     /// Solves (or loads) the MSE reference before the first evaluation, so its cost is
@@ -692,30 +725,40 @@ impl<'a> SearchRunner<'a> {
         for e in crate::search::strategy::top(&progress.archive, cfg.final_top) {
             if let Ok((v, fresh)) = self.value(&ev, &e.schedule) {
                 computed += usize::from(fresh);
-                rows.push((format!("searched {}", e.hash), v, e.schedule.clone()));
+                let label = match progress.seed_labels.get(&e.hash) {
+                    Some(name) => format!("{CLASSIC_ROW}{name}"),
+                    None => format!("{SEARCHED_ROW}{}", e.hash),
+                };
+                rows.push((label, v, e.schedule.clone()));
             }
         }
-        let classic = match &progress.best_classic {
-            Some((name, _, s)) => {
-                let (v, fresh) = self.value(&ev, s)?;
-                computed += usize::from(fresh);
-                Some((name.clone(), v))
-            }
-            None => None,
-        };
+        // The best classic solver is ranked too (once), so the winner written to best.json
+        // is the best schedule on the final noise whichever kind it is.
+        let classic_row = progress
+            .best_classic
+            .as_ref()
+            .map(|(name, _, _)| format!("{CLASSIC_ROW}{name}"));
+        if let (Some(row), Some((_, _, s))) = (&classic_row, &progress.best_classic)
+            && !rows.iter().any(|r| &r.0 == row)
+        {
+            let (v, fresh) = self.value(&ev, s)?;
+            computed += usize::from(fresh);
+            rows.push((row.clone(), v, s.clone()));
+        }
         rows.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let classic = classic_row.and_then(|row| rows.iter().find(|r| r.0 == row).cloned());
         if let Some((label, v, s)) = rows.first() {
             self.write_best(
                 s,
                 *v,
                 &format!("run {} winner, {label}, final", self.run_id),
             )?;
-            if let Some((cname, cv)) = &classic {
+            if let Some((cname, cv, _)) = &classic {
                 self.emit(
                     &Event::Final {
                         winner: label.clone(),
                         value: *v,
-                        best_classic: cname.clone(),
+                        best_classic: cname.trim_start_matches(CLASSIC_ROW).to_string(),
                         best_classic_value: *cv,
                         samples: cfg.final_samples,
                         seed,
@@ -726,11 +769,7 @@ impl<'a> SearchRunner<'a> {
                 )?;
             }
         }
-        let mut ranking: Vec<(String, f64)> = rows.iter().map(|r| (r.0.clone(), r.1)).collect();
-        if let Some(c) = classic {
-            ranking.push((format!("classic {}", c.0), c.1));
-            ranking.sort_by(|a, b| a.1.total_cmp(&b.1));
-        }
+        let ranking: Vec<(String, f64)> = rows.iter().map(|r| (r.0.clone(), r.1)).collect();
         let path = self.dir().join("final.json");
         let text = serde_json::to_string_pretty(&serde_json::json!({
             "samples": cfg.final_samples,
@@ -748,6 +787,7 @@ impl<'a> SearchRunner<'a> {
         completed: bool,
         p: &Progress,
         final_ranking: Vec<(String, f64)>,
+        metric: &str,
     ) -> RunOutcome {
         RunOutcome {
             run_id: self.run_id.clone(),
@@ -757,6 +797,7 @@ impl<'a> SearchRunner<'a> {
             best: p.best.as_ref().map(|b| b.value),
             best_classic: p.best_classic.as_ref().map(|b| (b.0.clone(), b.1)),
             final_ranking,
+            metric: metric.to_string(),
         }
     }
 }
