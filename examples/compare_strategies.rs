@@ -121,6 +121,8 @@ fn run_one(
         models_dir: None,
         reference_nfe: None,
         solver: None,
+        dataset_identity: None,
+        space_hash: None,
     };
     let id = format!("{dataset}-nfe{nfe}-{}-seed{seed}", strategy.as_str());
     if store.run(&id).expect("store").is_none() {

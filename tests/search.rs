@@ -400,3 +400,53 @@ fn a_classic_winner_is_reported_as_classic() {
     assert!(best.name.unwrap().contains(label), "{label}");
     assert!(out.contains(label), "{out}");
 }
+
+/// A resume (or an export measuring a run) refuses a mixture file or search space that
+/// changed since the run was created, naming what changed; the unchanged files resume.
+#[test]
+fn a_changed_dataset_or_space_file_is_not_resumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let store = store.to_str().unwrap();
+    let mixture = dir.path().join("mix.json");
+    let text = r#"{"shape": [2], "weights": [0.5, 0.5], "means": [[1.0, 0.0], [-1.0, 0.0]], "stds": [0.1, 0.2]}"#;
+    std::fs::write(&mixture, text).unwrap();
+    let space = dir.path().join("space.json");
+    std::fs::write(&space, include_str!("../search_spaces/quick.json")).unwrap();
+    let (m, sp) = (mixture.to_str().unwrap(), space.to_str().unwrap());
+    let base = [
+        "search",
+        "--dataset",
+        m,
+        "--space",
+        sp,
+        "--nfe",
+        "3",
+        "--budget",
+        "8",
+        "--samples",
+        "100",
+        "--stage-size",
+        "4",
+        "--store",
+        store,
+    ];
+    let mut first = base.to_vec();
+    first.extend(["--run-id", "r", "--max-time", "0"]);
+    ok(&first);
+    let resume = ["search", "--resume", "r", "--store", store];
+    std::fs::write(&mixture, text.replace("0.2]", "0.3]")).unwrap();
+    let e = common::fails(&resume);
+    assert!(
+        e.contains("run r") && e.contains("dataset") && e.contains("has changed"),
+        "{e}"
+    );
+    std::fs::write(&mixture, text).unwrap();
+    let changed = include_str!("../search_spaces/quick.json")
+        .replace("\"min_gap\": 0.005", "\"min_gap\": 0.006");
+    std::fs::write(&space, changed).unwrap();
+    let e = common::fails(&resume);
+    assert!(e.contains("space") && e.contains("has changed"), "{e}");
+    std::fs::write(&space, include_str!("../search_spaces/quick.json")).unwrap();
+    ok(&resume);
+}

@@ -126,6 +126,7 @@ fn new_config(a: &SearchArgs) -> Result<(SearchConfig, String)> {
         None => ds.metric,
     };
     let space = s3::space::SearchSpace::load(&a.space).context("--space")?;
+    let space_hash = space.hash();
     let ns = ds.noise.build();
     let solver = match &a.solver {
         Some(name) => Some(ClassicSolver::parse(name).context("--solver")?),
@@ -162,6 +163,8 @@ fn new_config(a: &SearchArgs) -> Result<(SearchConfig, String)> {
         final_samples,
         reference_nfe: a.reference_nfe,
         solver,
+        dataset_identity: Some(ds.identity()),
+        space_hash: Some(space_hash),
         models_dir: match ds.network() {
             Some(_) => {
                 let dir = s3::onnx::models_dir(a.model.network.models_dir.as_deref());

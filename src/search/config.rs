@@ -85,6 +85,13 @@ pub struct SearchConfig {
     /// model-call times are searched, so a plain-list export for that solver is lossless.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub solver: Option<ClassicSolver>,
+    /// The dataset's identity (its name, noise schedule and the hash of every file it reads)
+    /// when the run was created: a resume refuses a changed model or mixture file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset_identity: Option<String>,
+    /// The search space's hash when the run was created: a resume refuses a changed space.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub space_hash: Option<String>,
 }
 
 impl SearchConfig {

@@ -20,6 +20,28 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// Refuses to continue run `run_id` when what `source` names (its `what`) no longer has the
+/// identity recorded when the run was created (runs from before identities were recorded
+/// carry none and are not checked).
+fn check_unchanged(
+    run_id: &str,
+    what: &str,
+    source: &str,
+    recorded: &Option<String>,
+    now: String,
+) -> Result<()> {
+    match recorded {
+        Some(r) if *r != now => Err(S3Error::field(
+            format!("run {run_id}"),
+            what,
+            format!(
+                "`{source}` has changed since the run was created (identity {r}, now {now}); its trials were measured on the old one: restore it or start a new run"
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The longest run id accepted.
 pub const MAX_RUN_ID_LEN: usize = 128;
 
@@ -243,6 +265,20 @@ impl<'a> SearchRunner<'a> {
         dataset.noise = config.noise;
         let ns = config.noise.build();
         let space = SearchSpace::load(&config.space)?;
+        check_unchanged(
+            run_id,
+            "dataset",
+            &config.dataset,
+            &config.dataset_identity,
+            dataset.identity(),
+        )?;
+        check_unchanged(
+            run_id,
+            "space",
+            &config.space,
+            &config.space_hash,
+            space.hash(),
+        )?;
         Ok(Self {
             store,
             run_id: run_id.to_string(),

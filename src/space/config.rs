@@ -151,6 +151,12 @@ const BUILTIN: [(&str, &str); 2] = [
 
 impl SearchSpace {
     /// A shipped space by name (`usf`, `quick`) or a path to a space file.
+    /// A stable identity of the space's contents (blake3 of its JSON, 32 hex digits).
+    pub fn hash(&self) -> String {
+        let json = serde_json::to_vec(self).expect("spaces serialise");
+        blake3::hash(&json).to_hex()[..32].to_string()
+    }
+
     pub fn load(name_or_path: &str) -> Result<Self> {
         if let Some((_, text)) = BUILTIN.iter().find(|(n, _)| *n == name_or_path) {
             return Self::from_str(text, &format!("search space `{name_or_path}`"));
