@@ -450,3 +450,54 @@ fn a_changed_dataset_or_space_file_is_not_resumed() {
     std::fs::write(&space, include_str!("../search_spaces/quick.json")).unwrap();
     ok(&resume);
 }
+
+/// SIGTERM and SIGINT stop a search between trials: exit 143 / 130, the resume command on
+/// stderr (text mode), every finished trial kept, and `--resume` completes the budget without
+/// evaluating any of them again.
+#[test]
+fn sigterm_and_sigint_stop_resumably_with_their_exit_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let store = store.to_str().unwrap();
+    for (signal, status, run) in [("-TERM", 143, "run-t"), ("-INT", 130, "run-i")] {
+        let mut args = search_args(store, run, "120");
+        args.retain(|a| *a != "--json");
+        args.push("--quiet");
+        let child = Command::new(env!("CARGO_BIN_EXE_s3"))
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait until trials are being recorded, then signal.
+        let log = Path::new(store).join("runs").join(run).join("events.jsonl");
+        while std::fs::read_to_string(&log).map_or(0, |t| t.matches("\"trial\"").count()) < 3 {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let pid = child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args([signal, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(status), "{signal}: {err}");
+        assert!(
+            err.contains(&format!("continue with: s3 search --resume {run}")),
+            "{err}"
+        );
+        let show: serde_json::Value =
+            serde_json::from_str(&ok(&["runs", "show", run, "--store", store, "--json"])).unwrap();
+        let finished = show["finished"].as_u64().unwrap();
+        assert!((3..120).contains(&finished), "{show}");
+        let ev = events(&ok(&[
+            "search", "--resume", run, "--store", store, "--json",
+        ]));
+        let computed = ev.iter().filter(|e| e["event"] == "trial").count() as u64;
+        assert_eq!(computed, 120 - finished, "{run}: resumed trials");
+        assert_eq!(ev.last().unwrap()["outcome"]["completed"], true);
+    }
+}

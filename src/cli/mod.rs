@@ -258,18 +258,20 @@ struct BaselinesArgs {
     emit: Option<PathBuf>,
 }
 
-/// Parses the command line and runs the command.
-pub fn run() -> Result<()> {
-    match Cli::parse().command {
+/// Parses the command line and runs the command; returns the process exit status (0, or
+/// 128 + the signal number for a search stopped by SIGINT or SIGTERM).
+pub fn run() -> Result<i32> {
+    let done = match Cli::parse().command {
         Command::Sample(a) => sample(a),
         Command::Eval(a) => eval(a),
         Command::Baselines(a) => baselines(a),
-        Command::Search(a) => search::search(a),
+        Command::Search(a) => return search::search(a),
         Command::Runs(a) => search::runs(a),
         Command::Export(a) => export::export(a),
         Command::Fid(a) => fid::fid(a),
         Command::FidStats(a) => fid::fid_stats(a),
-    }
+    };
+    done.map(|()| 0)
 }
 
 /// The floor in words: what exact samples read, or why there is none.

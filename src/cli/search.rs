@@ -14,6 +14,8 @@ use s3::solver::ClassicSolver;
 use s3::store::{Store, TrialStatus};
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// The default store directory when neither `--store` nor `S3_STORE` is given.
@@ -313,8 +315,37 @@ fn duration(s: f64) -> String {
     }
 }
 
-/// Runs or resumes a search.
-pub fn search(a: SearchArgs) -> Result<()> {
+/// Signals that stop a search resumably: (signal, exit status 128 + signal).
+const STOP_SIGNALS: [(i32, i32); 2] = [
+    (signal_hook::consts::SIGINT, 130),
+    (signal_hook::consts::SIGTERM, 143),
+];
+
+/// A flag set by one stop signal, and the exit status it asks for.
+type SignalFlag = (Arc<AtomicBool>, i32);
+
+/// Makes SIGINT and SIGTERM stop the search between trials (every finished trial is already
+/// recorded) instead of killing it; a second signal exits at once. Returns the shared stop
+/// flag and one flag per signal (to choose the exit status).
+fn stop_on_signals() -> Result<(Arc<AtomicBool>, Vec<SignalFlag>)> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut which = Vec::new();
+    for (signal, status) in STOP_SIGNALS {
+        let got = Arc::new(AtomicBool::new(false));
+        // Order matters: the shutdown check sees the flag set by an earlier signal.
+        signal_hook::flag::register_conditional_shutdown(signal, status, Arc::clone(&stop))
+            .context("installing the signal handlers")?;
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("installing the signal handlers")?;
+        signal_hook::flag::register(signal, Arc::clone(&got))
+            .context("installing the signal handlers")?;
+        which.push((got, status));
+    }
+    Ok((stop, which))
+}
+
+/// Runs or resumes a search; returns the exit status (130/143 when stopped by a signal).
+pub fn search(a: SearchArgs) -> Result<i32> {
     if let Some(id) = &a.run_id {
         check_run_id(id).context("--run-id")?;
     }
@@ -360,9 +391,11 @@ pub fn search(a: SearchArgs) -> Result<()> {
             (id, cfg)
         }
     };
+    let (stop, signals) = stop_on_signals()?;
     let runner =
         SearchRunner::new_with(&store, &run_id, config.clone(), a.model.network.options()?)?
-            .with_max_time(a.max_time.map(Duration::from_secs));
+            .with_max_time(a.max_time.map(Duration::from_secs))
+            .with_stop_flag(stop);
     let text = !a.quiet && !a.json;
     let bar = if text && std::io::stderr().is_terminal() {
         let b = ProgressBar::new(config.budget as u64);
@@ -387,20 +420,30 @@ pub fn search(a: SearchArgs) -> Result<()> {
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
+    let status = signals
+        .iter()
+        .find(|(got, _)| got.load(Ordering::SeqCst))
+        .map_or(0, |(_, status)| *status);
     if a.json {
         outln!(
             "{}",
             serde_json::to_string(&serde_json::json!({"event": "outcome", "outcome": outcome}))?
         );
-        return Ok(());
+        return Ok(status);
     }
     let dir = run_dir(store.path(), &run_id);
     if !outcome.completed {
-        outln!(
-            "run {run_id} paused after {} evaluations; continue with: s3 search --resume {run_id}",
+        let why = if status != 0 {
+            "stopped by a signal"
+        } else {
+            "paused"
+        };
+        // stderr: an interrupted terminal pipeline may have closed stdout.
+        eprintln!(
+            "run {run_id} {why} after {} evaluations; continue with: s3 search --resume {run_id}",
             outcome.evaluated
         );
-        return Ok(());
+        return Ok(status);
     }
     outln!(
         "\nrun {run_id}: final ranking on {} samples with other noise (seed {}):",
@@ -434,7 +477,7 @@ pub fn search(a: SearchArgs) -> Result<()> {
     }
     outln!("best schedule: {}", dir.join("best.json").display());
     outln!("export it with: s3 export {run_id} --format diffusers   (or s3, k-diffusion, comfyui)");
-    Ok(())
+    Ok(status)
 }
 
 #[derive(Args)]

@@ -18,6 +18,8 @@ use rand::rngs::StdRng;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Refuses to continue run `run_id` when what `source` names (its `what`) no longer has the
@@ -240,6 +242,7 @@ pub struct SearchRunner<'a> {
     ns: NoiseSchedule,
     space: SearchSpace,
     max_time: Option<Duration>,
+    stop: Option<Arc<AtomicBool>>,
 }
 
 impl<'a> SearchRunner<'a> {
@@ -287,6 +290,7 @@ impl<'a> SearchRunner<'a> {
             ns,
             space,
             max_time: None,
+            stop: None,
         })
     }
 
@@ -543,8 +547,26 @@ impl<'a> SearchRunner<'a> {
         )
     }
 
-    fn time_is_up(&self, start: Instant) -> bool {
-        self.max_time.is_some_and(|limit| start.elapsed() >= limit)
+    /// Stops (resumably) once `flag` is set, e.g. by a signal handler: between trials, with
+    /// every finished trial recorded.
+    pub fn with_stop_flag(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.stop = Some(flag);
+        self
+    }
+
+    /// Why the run must stop now, if it must: the stop flag or the time limit.
+    fn stop_reason(&self, start: Instant) -> Option<String> {
+        if self.stop.as_ref().is_some_and(|f| f.load(Ordering::SeqCst)) {
+            return Some(format!("interrupted; resume with --resume {}", self.run_id));
+        }
+        let limit = self.max_time?;
+        (start.elapsed() >= limit).then(|| {
+            format!(
+                "time limit {} s reached; resume with --resume {}",
+                limit.as_secs(),
+                self.run_id
+            )
+        })
     }
 
     /// Runs (or resumes) the search until the budget is spent or the time limit passes.
@@ -619,14 +641,10 @@ impl<'a> SearchRunner<'a> {
             {
                 baselines_told = self.tell_baselines(&progress, on_event)?;
             }
-            if self.time_is_up(start) {
-                let limit = self.max_time.map_or(0, |l| l.as_secs());
+            if let Some(reason) = self.stop_reason(start) {
                 self.emit(
                     &Event::Stopped {
-                        reason: format!(
-                            "time limit {limit} s reached; resume with --resume {}",
-                            self.run_id
-                        ),
+                        reason,
                         evaluated: progress.evaluated,
                     },
                     on_event,
@@ -649,7 +667,7 @@ impl<'a> SearchRunner<'a> {
             }
             let before = progress.evaluated;
             for p in proposals {
-                if progress.evaluated >= cfg.budget || self.time_is_up(start) {
+                if progress.evaluated >= cfg.budget || self.stop_reason(start).is_some() {
                     break;
                 }
                 self.trial(&ev, p, stage, &mut progress, on_event)?;
