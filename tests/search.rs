@@ -96,6 +96,36 @@ fn search_beats_the_best_classic_solver_and_exports() {
     let show: serde_json::Value =
         serde_json::from_str(&ok(&["runs", "show", "run-a", "--store", store, "--json"])).unwrap();
     assert_eq!(show["finished"], 120);
+    // The trial table: every trial once, in order, and its best value is the run's best.
+    let csv = ok(&["runs", "trials", "run-a", "--store", store]);
+    let mut lines = csv.lines();
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("number,stage,source,hash,status,value")
+    );
+    assert_eq!(lines.count(), 120, "{csv}");
+    let rows: Vec<serde_json::Value> = ok(&[
+        "runs", "trials", "run-a", "--store", store, "--format", "jsonl",
+    ])
+    .lines()
+    .map(|l| serde_json::from_str(l).unwrap())
+    .collect();
+    assert!(
+        rows.iter()
+            .enumerate()
+            .all(|(i, r)| r["number"] == i as u64 && r["nfe"] == 4)
+    );
+    let min = rows
+        .iter()
+        .filter_map(|r| r["value"].as_f64())
+        .fold(f64::INFINITY, f64::min);
+    assert_eq!(min, best);
+    let e = common::fails(&[
+        "runs", "trials", "run-a", "--store", store, "--format", "xml",
+    ]);
+    assert!(e.contains("--format xml"), "{e}");
     // A second run with the same seed and budget proposes the same candidates: all served
     // by the cache, and the MSE reference comes from the store.
     let ev2 = events(&ok(&mse_args("run-b", "120")));

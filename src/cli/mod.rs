@@ -5,6 +5,7 @@ mod export;
 mod fid;
 pub(crate) mod out;
 mod search;
+mod trials;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};

@@ -503,6 +503,16 @@ enum RunsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Every trial of a run as a table: number, stage, source, hash, status, value, cached,
+    /// times and a schedule summary.
+    Trials {
+        run: String,
+        /// csv or jsonl.
+        #[arg(long, default_value = "csv")]
+        format: String,
+        #[command(flatten)]
+        store: StoreArg,
+    },
 }
 
 /// `s3 runs list|show`.
@@ -537,6 +547,10 @@ pub fn runs(a: RunsArgs) -> Result<()> {
                         .map_or("-".into(), |v| format!("{v:.6}")),
                 );
             }
+        }
+        RunsCommand::Trials { run, format, store } => {
+            check_run_id(&run)?;
+            super::trials::trials(&store.open()?, &run, &format)?;
         }
         RunsCommand::Show { run, store, json } => {
             check_run_id(&run)?;
