@@ -3,13 +3,15 @@
 
 use super::out::out;
 use super::search::StoreArg;
+use super::with_noise_flags;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use s3::export::{ExportContext, ExportFormat, PlainSampler, export_with, fmt_num, plain_samplers};
-use s3::noise::{BetaSchedule, NoiseSchedule, NoiseScheduleName, NoiseScheduleSpec};
+use s3::noise::{NoiseSchedule, NoiseScheduleName, NoiseScheduleSpec};
 use s3::search::{SearchConfig, SearchRunner, check_run_id, run_dir};
 use s3::solver::{ClassicSolver, SolverSchedule};
 use s3::space::canonical;
+use s3::store::Store;
 use std::path::{Path, PathBuf};
 
 #[derive(Args)]
@@ -49,19 +51,19 @@ pub fn export(a: ExportArgs) -> Result<()> {
         let (s, n) = from_file(&a)?;
         (s, n, None)
     } else {
-        let (s, cfg) = from_run(&a)?;
-        (s, cfg.noise, Some(cfg))
+        let (s, cfg, store) = from_run(&a)?;
+        (s, cfg.noise, Some((cfg, store)))
     };
     let ns = noise.build();
     let mut context = ExportContext {
-        searched_for: run.as_ref().and_then(|c| c.solver),
+        searched_for: run.as_ref().and_then(|(c, _)| c.solver),
         prefer: None,
     };
     // A run's full schedule as a plain list: measure what the list loses first, so the hint
     // can name the best plain sampler over its times.
     let loss = match &run {
-        Some(cfg) if cfg.solver.is_none() && !a.no_measure => {
-            measure_loss(&a, cfg, format, &ns, &schedule)?
+        Some((cfg, store)) if cfg.solver.is_none() && !a.no_measure => {
+            measure_loss(store, &a.source, cfg, format, &ns, &schedule)?
         }
         _ => None,
     };
@@ -91,7 +93,8 @@ struct Loss {
 /// the full schedule and of every plain sampler the tool runs over the exported times, on
 /// the run's final noise (None when the list is exact or there is nothing to compare).
 fn measure_loss(
-    a: &ExportArgs,
+    store: &Store,
+    run_id: &str,
     cfg: &SearchConfig,
     format: ExportFormat,
     ns: &NoiseSchedule,
@@ -102,14 +105,13 @@ fn measure_loss(
     if plain.is_empty() || plain.iter().any(same) {
         return Ok(None);
     }
-    let store = a.store.open()?;
     eprintln!(
         "measuring what the plain list loses: the full schedule and {} plain sampler(s) over its times, on the run's final noise ({} samples, seed {}; --no-measure skips this)",
         plain.len(),
         cfg.final_samples,
         cfg.seed + 1
     );
-    let runner = SearchRunner::new(&store, &a.source, cfg.clone())?;
+    let runner = SearchRunner::new(store, run_id, cfg.clone())?;
     let mut all: Vec<&SolverSchedule> = vec![schedule];
     all.extend(plain.iter().map(|p| &p.schedule));
     let values = runner.measure_final(&all)?;
@@ -154,21 +156,12 @@ fn from_file(a: &ExportArgs) -> Result<(SolverSchedule, NoiseScheduleSpec)> {
             path.display()
         ),
     };
-    let mut spec = NoiseScheduleSpec::new(name);
-    if let Some(b) = &a.betas {
-        if name != NoiseScheduleName::VpDiscrete {
-            bail!("--betas applies only to the vp-discrete noise schedule");
-        }
-        spec.betas = BetaSchedule::parse(b).context("--betas")?;
-    }
-    if let Some(shift) = a.shift {
-        spec = spec.with_shift(shift).context("--shift")?;
-    }
+    let spec = with_noise_flags(NoiseScheduleSpec::new(name), a.shift, a.betas.as_deref())?;
     Ok((schedule, spec))
 }
 
-/// A run's best schedule and the run's configuration.
-fn from_run(a: &ExportArgs) -> Result<(SolverSchedule, SearchConfig)> {
+/// A run's best schedule, the run's configuration and the open store.
+fn from_run(a: &ExportArgs) -> Result<(SolverSchedule, SearchConfig, Store)> {
     if a.noise_schedule.is_some() || a.betas.is_some() || a.shift.is_some() {
         bail!(
             "--noise-schedule, --betas and --shift apply to a schedule file; run `{}` uses its own noise schedule",
@@ -195,5 +188,5 @@ fn from_run(a: &ExportArgs) -> Result<(SolverSchedule, SearchConfig)> {
             best.display()
         );
     }
-    Ok((SolverSchedule::load(&best)?, cfg))
+    Ok((SolverSchedule::load(&best)?, cfg, store))
 }

@@ -16,7 +16,7 @@ use s3::metric::{
     DEFAULT_REFERENCE_NFE, Evaluator, Floor, MetricKind, ReferenceCache, ReferenceInfo,
     check_sample_size, prior_std, psnr_db, standard_noise,
 };
-use s3::noise::{BetaSchedule, NoiseSchedule, NoiseScheduleName};
+use s3::noise::{BetaSchedule, NoiseSchedule, NoiseScheduleName, NoiseScheduleSpec};
 use s3::onnx::{Device, RunOptions, SessionOptions};
 use s3::solver::{SolverSchedule, classic_grid};
 use serde::Serialize;
@@ -134,21 +134,32 @@ impl ModelArgs {
                 .noise
                 .with_name(NoiseScheduleName::parse(n).context("--noise-schedule")?);
         }
-        if let Some(shift) = self.shift {
-            if ds.noise.name != NoiseScheduleName::Flow {
-                bail!("--shift applies only to --noise-schedule flow");
-            }
-            ds.noise = ds.noise.with_shift(shift).context("--shift")?;
-        }
-        if let Some(b) = &self.betas {
-            if ds.noise.name != NoiseScheduleName::VpDiscrete {
-                bail!("--betas applies only to --noise-schedule vp-discrete");
-            }
-            ds.noise.betas = BetaSchedule::parse(b).context("--betas")?;
-        }
+        ds.noise = with_noise_flags(ds.noise, self.shift, self.betas.as_deref())?;
         let ns = ds.noise.build();
         Ok((ds, ns))
     }
+}
+
+/// `spec` with the `--shift` and `--betas` flags applied, each refused on a family that has
+/// no such parameter (shared by every command that takes them).
+pub(crate) fn with_noise_flags(
+    mut spec: NoiseScheduleSpec,
+    shift: Option<f64>,
+    betas: Option<&str>,
+) -> Result<NoiseScheduleSpec> {
+    if let Some(shift) = shift {
+        if spec.name != NoiseScheduleName::Flow {
+            bail!("--shift applies only to --noise-schedule flow");
+        }
+        spec = spec.with_shift(shift).context("--shift")?;
+    }
+    if let Some(b) = betas {
+        if spec.name != NoiseScheduleName::VpDiscrete {
+            bail!("--betas applies only to --noise-schedule vp-discrete");
+        }
+        spec.betas = BetaSchedule::parse(b).context("--betas")?;
+    }
+    Ok(spec)
 }
 
 /// How a metric is computed.

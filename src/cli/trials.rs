@@ -15,7 +15,7 @@ struct Row {
     stage: u32,
     source: String,
     hash: String,
-    status: &'static str,
+    status: TrialStatus,
     value: Option<f64>,
     cached: bool,
     /// When the trial began (seconds since the Unix epoch).
@@ -23,29 +23,13 @@ struct Row {
     /// How long it took, when it ended.
     seconds: Option<f64>,
     nfe: Option<usize>,
-    afs: Option<&'static str>,
+    afs: Option<Afs>,
     /// Per step: prediction (n/d), order, and `c` for a corrector, e.g. `d1c n2 d3 d1`.
     steps: Option<String>,
     /// First and last timestep.
     t_start: Option<f64>,
     t_end: Option<f64>,
     error: Option<String>,
-}
-
-fn status_name(s: TrialStatus) -> &'static str {
-    match s {
-        TrialStatus::Running => "running",
-        TrialStatus::Finished => "finished",
-        TrialStatus::Failed => "failed",
-    }
-}
-
-fn afs_name(a: Afs) -> &'static str {
-    match a {
-        Afs::None => "none",
-        Afs::ZeroX0 => "zero_x0",
-        Afs::AverageX0 => "average_x0",
-    }
 }
 
 /// `d1c n2 d3`: each step's prediction, order and corrector.
@@ -71,13 +55,13 @@ fn row(t: Trial) -> Row {
         stage: t.stage,
         source: t.source,
         hash: t.schedule_hash,
-        status: status_name(t.status),
+        status: t.status,
         value: t.value,
         cached: t.cached,
         started_unix: t.created_unix,
         seconds: t.finished_unix.map(|f| f - t.created_unix),
         nfe: schedule.as_ref().map(|s| s.nfe),
-        afs: schedule.as_ref().map(|s| afs_name(s.afs)),
+        afs: schedule.as_ref().map(|s| s.afs),
         steps: schedule.as_ref().map(steps_summary),
         t_start: schedule.as_ref().and_then(|s| s.timesteps.first().copied()),
         t_end: schedule.as_ref().and_then(|s| s.timesteps.last().copied()),
