@@ -17,7 +17,8 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use s3::dataset::{Dataset, LoadOptions};
-use s3::metric::{Evaluator, MetricKind};
+use s3::eval::Evaluator;
+use s3::metric::MetricKind;
 use s3::solver::classic_grid;
 use std::hint::black_box;
 

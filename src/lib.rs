@@ -5,6 +5,7 @@
 
 pub mod dataset;
 pub mod error;
+pub mod eval;
 pub mod export;
 pub mod io;
 pub mod metric;

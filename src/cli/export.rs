@@ -2,7 +2,7 @@
 //! or ComfyUI.
 
 use super::out::out;
-use super::search::StoreArg;
+use super::store_arg::StoreArg;
 use super::with_noise_flags;
 use anyhow::{Context, Result, bail};
 use clap::Args;

@@ -4,17 +4,20 @@
 mod export;
 mod fid;
 pub(crate) mod out;
+mod runs;
 mod search;
+mod store_arg;
 mod trials;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use out::outln;
 use s3::dataset::{Dataset, LoadOptions};
+use s3::eval::{Evaluator, Floor};
 use s3::io::{grid, npy};
 use s3::metric::{
-    DEFAULT_REFERENCE_NFE, Evaluator, Floor, MetricKind, ReferenceCache, ReferenceInfo,
-    check_sample_size, prior_std, psnr_db, standard_noise,
+    DEFAULT_REFERENCE_NFE, MetricKind, ReferenceCache, ReferenceInfo, check_sample_size, prior_std,
+    psnr_db, standard_noise,
 };
 use s3::noise::{BetaSchedule, NoiseSchedule, NoiseScheduleName, NoiseScheduleSpec};
 use s3::onnx::{Device, RunOptions, SessionOptions};
@@ -52,7 +55,7 @@ enum Command {
     /// Search a per-step schedule that beats the classic solvers at one NFE (resumable).
     Search(search::SearchArgs),
     /// List or inspect search runs in a store.
-    Runs(search::RunsArgs),
+    Runs(runs::RunsArgs),
     /// Write a run's best schedule, or a schedule file, for s3, diffusers, k-diffusion or ComfyUI.
     Export(export::ExportArgs),
     /// FID between two image sets or statistics files (pytorch-fid conventions).
@@ -199,7 +202,7 @@ pub(crate) struct ReferenceArgs {
 impl ReferenceArgs {
     /// Applies the teacher settings and the store's reference cache to `ev`.
     pub(crate) fn apply<'a>(&self, ev: Evaluator<'a>) -> Result<Evaluator<'a>> {
-        let store = search::store_path(self.store.as_deref());
+        let store = store_arg::store_path(self.store.as_deref());
         Ok(ev
             .with_reference_cache(ReferenceCache::in_store(&store))
             .with_reference_nfe(self.reference_nfe.unwrap_or(DEFAULT_REFERENCE_NFE))?)
@@ -278,7 +281,7 @@ pub fn run() -> Result<i32> {
         Command::Eval(a) => eval(a),
         Command::Baselines(a) => baselines(a),
         Command::Search(a) => return search::search(a),
-        Command::Runs(a) => search::runs(a),
+        Command::Runs(a) => runs::runs(a),
         Command::Export(a) => export::export(a),
         Command::Fid(a) => fid::fid(a),
         Command::FidStats(a) => fid::fid_stats(a),

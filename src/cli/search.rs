@@ -1,9 +1,10 @@
-//! `s3 search` and `s3 runs`.
+//! `s3 search`: run or resume a search and report it.
 
 use super::ModelArgs;
 use super::out::outln;
+use super::store_arg::StoreArg;
 use anyhow::{Context, Result, bail};
-use clap::{Args, Subcommand};
+use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use s3::metric::MetricKind;
 use s3::search::{
@@ -11,40 +12,11 @@ use s3::search::{
     run_dir,
 };
 use s3::solver::ClassicSolver;
-use s3::store::{Store, TrialStatus};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-
-/// The default store directory when neither `--store` nor `S3_STORE` is given.
-pub const DEFAULT_STORE: &str = "s3-store";
-
-#[derive(Args)]
-pub struct StoreArg {
-    /// The result store directory [default: $S3_STORE, else ./s3-store].
-    #[arg(long)]
-    store: Option<PathBuf>,
-}
-
-/// The store directory: the flag, else `S3_STORE`, else `./s3-store`.
-pub(crate) fn store_path(flag: Option<&std::path::Path>) -> PathBuf {
-    flag.map(std::path::Path::to_path_buf)
-        .or_else(|| std::env::var_os("S3_STORE").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_STORE))
-}
-
-impl StoreArg {
-    pub(crate) fn path(&self) -> PathBuf {
-        store_path(self.store.as_deref())
-    }
-
-    pub(crate) fn open(&self) -> Result<Store> {
-        let p = self.path();
-        Store::open(&p).with_context(|| format!("opening the store {}", p.display()))
-    }
-}
 
 #[derive(Args)]
 pub struct SearchArgs {
@@ -478,154 +450,4 @@ pub fn search(a: SearchArgs) -> Result<i32> {
     outln!("best schedule: {}", dir.join("best.json").display());
     outln!("export it with: s3 export {run_id} --format diffusers   (or s3, k-diffusion, comfyui)");
     Ok(status)
-}
-
-#[derive(Args)]
-pub struct RunsArgs {
-    #[command(subcommand)]
-    command: RunsCommand,
-}
-
-#[derive(Subcommand)]
-enum RunsCommand {
-    /// Every run in the store.
-    List {
-        #[command(flatten)]
-        store: StoreArg,
-        #[arg(long)]
-        json: bool,
-    },
-    /// One run: configuration, progress, best schedule, top trials.
-    Show {
-        run: String,
-        #[command(flatten)]
-        store: StoreArg,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Every trial of a run as a table: number, stage, source, hash, status, value, cached,
-    /// times and a schedule summary.
-    Trials {
-        run: String,
-        /// csv or jsonl.
-        #[arg(long, default_value = "csv")]
-        format: String,
-        #[command(flatten)]
-        store: StoreArg,
-    },
-}
-
-/// `s3 runs list|show`.
-pub fn runs(a: RunsArgs) -> Result<()> {
-    match a.command {
-        RunsCommand::List { store, json } => {
-            let store = store.open()?;
-            let runs = store.runs()?;
-            if json {
-                outln!("{}", serde_json::to_string_pretty(&runs)?);
-                return Ok(());
-            }
-            if runs.is_empty() {
-                outln!("no runs in {}", store.path().display());
-            }
-            for r in runs {
-                let trials = store.trials(&r.id)?;
-                let done = trials
-                    .iter()
-                    .filter(|t| t.status == TrialStatus::Finished)
-                    .count();
-                outln!(
-                    "{:<40} {:<10} nfe {:<3} {:>5}/{:<5} best {}",
-                    r.id,
-                    r.config["strategy"].as_str().unwrap_or("?"),
-                    r.config["nfe"],
-                    done,
-                    r.config["budget"],
-                    r.state
-                        .get("best")
-                        .and_then(|v| v.as_f64())
-                        .map_or("-".into(), |v| format!("{v:.6}")),
-                );
-            }
-        }
-        RunsCommand::Trials { run, format, store } => {
-            check_run_id(&run)?;
-            super::trials::trials(&store.open()?, &run, &format)?;
-        }
-        RunsCommand::Show { run, store, json } => {
-            check_run_id(&run)?;
-            let store = store.open()?;
-            let rec = store
-                .run(&run)?
-                .with_context(|| format!("no run `{run}` in {}", store.path().display()))?;
-            let trials = store.trials(&run)?;
-            let finished: Vec<_> = trials
-                .iter()
-                .filter(|t| t.status == TrialStatus::Finished)
-                .collect();
-            let failed = trials
-                .iter()
-                .filter(|t| t.status == TrialStatus::Failed)
-                .count();
-            let cached = finished.iter().filter(|t| t.cached).count();
-            let mut best: Vec<_> = finished.iter().filter(|t| t.value.is_some()).collect();
-            best.sort_by(|a, b| a.value.unwrap().total_cmp(&b.value.unwrap()));
-            if json {
-                outln!(
-                    "{}",
-                    serde_json::to_string_pretty(&serde_json::json!({
-                        "run": rec,
-                        "trials": trials.len(),
-                        "finished": finished.len(),
-                        "failed": failed,
-                        "cached": cached,
-                        "top": best.iter().take(10).collect::<Vec<_>>(),
-                        "best_file": run_dir(store.path(), &run).join("best.json"),
-                    }))?
-                );
-                return Ok(());
-            }
-            outln!("run {run}");
-            outln!("  config: {}", serde_json::to_string(&rec.config)?);
-            outln!("  state: {}", serde_json::to_string(&rec.state)?);
-            if let Some(p) = rec.state.get("predictor").filter(|p| !p.is_null()) {
-                let f = |k: &str| {
-                    p.get(k)
-                        .and_then(|v| v.as_f64())
-                        .map_or("-".into(), |v| format!("{v:.3}"))
-                };
-                outln!(
-                    "  predictor: trained on {} trials, Kendall τ {} held out, {} on training trials ({})",
-                    p.get("trials").unwrap_or(&serde_json::Value::Null),
-                    f("holdout_tau"),
-                    f("train_tau"),
-                    run_dir(store.path(), &run).join("predictor.json").display()
-                );
-            }
-            outln!(
-                "  trials: {} ({} finished, {} from the cache, {} failed)",
-                trials.len(),
-                finished.len(),
-                cached,
-                failed
-            );
-            outln!("  best trials:");
-            for t in best.iter().take(10) {
-                outln!(
-                    "    #{:<5} {:.6}  stage {:<3} {}",
-                    t.number,
-                    t.value.unwrap(),
-                    t.stage,
-                    t.source
-                );
-            }
-            let best = run_dir(store.path(), &run).join("best.json");
-            if best.exists() {
-                outln!("  best schedule: {}", best.display());
-            } else {
-                outln!("  best schedule: none yet (no trial has finished)");
-            }
-        }
-    }
-    Ok(())
 }
