@@ -17,7 +17,8 @@
 
 use s3::dataset::Dataset;
 use s3::metric::MetricKind;
-use s3::search::{Event, SearchConfig, SearchRunner, StrategyKind};
+use s3::search::{Event, Run, SearchConfig, SearchRunner, SearchSetup, StrategyKind};
+use s3::space::SearchSpace;
 use s3::store::Store;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -125,17 +126,17 @@ fn run_one(
         space_hash: None,
     };
     let id = format!("{dataset}-nfe{nfe}-{}-seed{seed}", strategy.as_str());
-    if store.run(&id).expect("store").is_none() {
-        store
-            .create_run(&id, serde_json::to_value(&cfg).unwrap())
-            .expect("create run");
-    }
+    let run = match Run::load(store, &id).expect("store") {
+        Some(run) => run,
+        None => Run::create(store, &id, cfg.clone()).expect("create run"),
+    };
+    let setup = SearchSetup::new(&cfg, ds, SearchSpace::load(&a.space).expect("space"))
+        .expect("search setup");
     let start = std::time::Instant::now();
     let mut best_classic = f64::NAN;
     let mut curve = Vec::new();
     let mut best = f64::INFINITY;
-    SearchRunner::new(store, &id, cfg)
-        .expect("runner")
+    SearchRunner::new(store, run, setup)
         .run(&mut |e| match e {
             Event::Baselines { value, .. } => best_classic = *value,
             Event::Trial { value, .. } => {

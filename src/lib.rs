@@ -10,6 +10,7 @@ pub mod export;
 pub mod io;
 pub mod metric;
 pub mod model;
+pub mod names;
 pub mod noise;
 pub mod onnx;
 pub mod predictor;

@@ -1,6 +1,7 @@
 //! `s3::export`: the file conventions of each target and the notes on what they cannot express.
 
-use s3::export::{EXPORT_FORMATS, ExportFormat, Exported, export};
+use s3::export::{ExportFormat, Exported, export};
+use s3::names::Named;
 use s3::noise::{BetaSchedule, DiscreteVp, FlowMatch, NoiseSchedule};
 use s3::solver::{Afs, ClassicSolver, SolverSchedule, Spacing};
 use serde_json::Value;
@@ -685,7 +686,7 @@ fn flow_exports_flow_sigmas_and_the_flow_schedulers() {
 
 #[test]
 fn format_names_and_errors() {
-    assert_eq!(EXPORT_FORMATS, "s3, diffusers, k-diffusion, comfyui");
+    assert_eq!(ExportFormat::names(), "s3, diffusers, k-diffusion, comfyui");
     for (name, f, ext) in [
         ("s3", ExportFormat::S3, "json"),
         ("diffusers", ExportFormat::Diffusers, "json"),

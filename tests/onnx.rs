@@ -195,7 +195,7 @@ fn cifar10_search_runs_end_to_end_on_the_fixture_networks() {
     let finals = outcome["final_ranking"].as_array().unwrap();
     assert!(!finals.is_empty());
     for f in finals {
-        let v = f[1].as_f64().unwrap();
+        let v = f["value"].as_f64().unwrap();
         assert!(v.is_finite() && v >= 0.0, "{f}");
     }
     // The store records the run with its models directory, and the cache keys carry FID.

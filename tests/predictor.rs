@@ -5,7 +5,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Normal};
 use s3::noise::NoiseSchedule;
-use s3::predictor::{Encoder, Loss, Predictor, TrainConfig, kendall_tau};
+use s3::predictor::{Encoder, Loss, Predictor, PredictorFile, TrainConfig, kendall_tau};
 use s3::solver::{ClassicSolver, Spacing};
 
 /// `n` random feature vectors of width `dim` in [0, 1] with metric = exp(w·x/√dim + noise),
@@ -166,8 +166,21 @@ fn mismatched_weights_are_a_clear_error() {
     let json = dir.path().join("p.json");
     let mut doc: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    // The JSON's two copies of the widths must agree.
     doc["train_config"]["hidden"] = serde_json::json!([16]);
     std::fs::write(&json, doc.to_string()).unwrap();
+    let err = Predictor::load(&stem).unwrap_err().to_string();
+    assert!(
+        err.contains("p.json") && err.contains("field `hidden`"),
+        "{err}"
+    );
+    let mut set_hidden = |h: serde_json::Value| {
+        doc["train_config"]["hidden"] = h.clone();
+        doc["hidden"] = h;
+        std::fs::write(&json, doc.to_string()).unwrap();
+    };
+
+    set_hidden(serde_json::json!([16]));
     let err = Predictor::load(&stem).unwrap_err().to_string();
     assert!(
         err.contains("p.safetensors") && err.contains("shape"),
@@ -175,8 +188,7 @@ fn mismatched_weights_are_a_clear_error() {
     );
 
     // One layer more: `layer2.*` is missing from the file.
-    doc["train_config"]["hidden"] = serde_json::json!([8, 1]);
-    std::fs::write(&json, doc.to_string()).unwrap();
+    set_hidden(serde_json::json!([8, 1]));
     let err = Predictor::load(&stem).unwrap_err().to_string();
     assert!(
         err.contains("p.safetensors") && err.contains("no tensor `layer2.bias`"),
@@ -184,8 +196,7 @@ fn mismatched_weights_are_a_clear_error() {
     );
 
     // No hidden layer: `layer0` has another shape.
-    doc["train_config"]["hidden"] = serde_json::json!([]);
-    std::fs::write(&json, doc.to_string()).unwrap();
+    set_hidden(serde_json::json!([]));
     let err = Predictor::load(&stem).unwrap_err().to_string();
     assert!(
         err.contains("p.safetensors") && err.contains("shape"),
@@ -272,4 +283,164 @@ fn classic_solver_schedules_encode_and_score() {
     let s = p.score(&feats).unwrap();
     assert_eq!(s.len(), feats.len());
     assert!(s.iter().all(|x| x.is_finite()));
+}
+
+/// The JSON half keeps the layout of format version 1: these keys (sorted, as written) plus
+/// the caller's metadata, and a field of the wrong type is refused naming file and field.
+#[test]
+fn predictor_file_layout_is_stable_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let stem = dir.path().join("p");
+    let (xs, ms) = synthetic(20, 4, 2);
+    let mut p = Predictor::new(
+        4,
+        &TrainConfig {
+            epochs: 1,
+            hidden: vec![3],
+            ..TrainConfig::default()
+        },
+    )
+    .unwrap();
+    p.train(&xs, &ms, 0.2).unwrap();
+    p.save(&stem, serde_json::json!({"dataset": "d"})).unwrap();
+    let json = dir.path().join("p.json");
+    let text = std::fs::read_to_string(&json).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let keys: Vec<&str> = doc
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "dataset",
+            "format",
+            "hidden",
+            "holdout_tau",
+            "input_dim",
+            "input_scaling_fitted",
+            "loss",
+            "report",
+            "s3_version",
+            "target_scaling_fitted",
+            "train_config",
+            "train_tau",
+            "trials",
+            "version",
+            "weights"
+        ]
+    );
+    assert_eq!(doc["format"], s3::predictor::PREDICTOR_FORMAT);
+    assert_eq!(doc["version"], 1);
+    assert_eq!(doc["weights"], "p.safetensors");
+    let file = PredictorFile::from_json(&doc, &json).unwrap();
+    assert_eq!(file.trials, 20);
+    assert_eq!(file.meta["dataset"], "d");
+    assert_eq!(file.to_json().unwrap(), doc);
+
+    let mut bad = doc.clone();
+    bad["trials"] = serde_json::json!("many");
+    std::fs::write(&json, bad.to_string()).unwrap();
+    let err = Predictor::load(&stem).unwrap_err().to_string();
+    assert!(
+        err.contains("p.json") && err.contains("field `trials`"),
+        "{err}"
+    );
+    let mut bad = doc.clone();
+    bad.as_object_mut().unwrap().remove("input_scaling_fitted");
+    std::fs::write(&json, bad.to_string()).unwrap();
+    let err = Predictor::load(&stem).unwrap_err().to_string();
+    assert!(
+        err.contains("p.json") && err.contains("missing field `input_scaling_fitted`"),
+        "{err}"
+    );
+    let mut bad = doc;
+    bad["version"] = serde_json::json!(2);
+    std::fs::write(&json, bad.to_string()).unwrap();
+    let err = Predictor::load(&stem).unwrap_err().to_string();
+    assert!(
+        err.contains("p.json") && err.contains("field `version`"),
+        "{err}"
+    );
+}
+
+/// Training and scoring are bit-for-bit those of the code before the predictor was split
+/// into network / scaling / loss / train / file: values recorded from it for fixed data,
+/// settings and seed. They were recorded on x86-64 with AVX2 + FMA and no AVX-512, where they
+/// must match exactly; on other CPUs candle's matrix kernels may sum in another order, so
+/// there they must only agree to 1e-4 (any change of seeds, batch order, learning-rate
+/// schedule or loss moves them far more).
+#[test]
+fn training_matches_values_recorded_before_the_split() {
+    const RANKING: ([u64; 3], [u64; 6]) = (
+        [0x3fb62d516aaaaaab, 0x3fd2be9c17c73d2c, 0x3fbf30d891f30d89],
+        [
+            0x3fc08b5780000000,
+            0x3fc2f4dbc0000000,
+            0x3fe8b47a40000000,
+            0x3fdee22d40000000,
+            0x3fd1de5360000000,
+            0x3fbf147d00000000,
+        ],
+    );
+    const MSE: ([u64; 3], [u64; 6]) = (
+        [0x3ff03d0fa5555555, 0x3fc1299cab0cd913, 0x3f952fab4152fab4],
+        [
+            0xbfcf2c1a74b991f9,
+            0xbfced89fbf2079f4,
+            0xbfc03ff596b966ec,
+            0xbfc609b3ce26c677,
+            0xbfc9de5465b6bed3,
+            0xbfcfd9b51cbdd650,
+        ],
+    );
+    #[cfg(target_arch = "x86_64")]
+    let exact = std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("fma")
+        && !std::arch::is_x86_feature_detected!("avx512f");
+    #[cfg(not(target_arch = "x86_64"))]
+    let exact = false;
+    let (xs, ms) = synthetic(120, 10, 3);
+    for (loss, (report, scores)) in [
+        (Loss::PairwiseRanking { margin: 0.1 }, RANKING),
+        (Loss::MseLogMetric, MSE),
+    ] {
+        let cfg = TrainConfig {
+            loss,
+            epochs: 30,
+            batch_size: 32,
+            hidden: vec![16, 8],
+            seed: 17,
+            ..TrainConfig::default()
+        };
+        let mut p = Predictor::new(10, &cfg).unwrap();
+        let r = p.train(&xs, &ms, 0.25).unwrap();
+        let got_report = [r.final_loss, r.train_tau, r.holdout_tau.unwrap()];
+        let got_scores = p.score(&xs[..6]).unwrap();
+        let want_report = report.map(f64::from_bits);
+        let want_scores = scores.map(f64::from_bits);
+        if exact {
+            assert_eq!(
+                got_report.map(f64::to_bits),
+                report,
+                "{loss:?}: {got_report:?}"
+            );
+            assert_eq!(
+                got_scores.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                scores,
+                "{loss:?}: {got_scores:?}"
+            );
+        } else {
+            let close = |a: f64, b: f64| (a - b).abs() <= 1e-4 * b.abs().max(1.0);
+            assert!(
+                close(got_report[0], want_report[0]),
+                "{loss:?}: {got_report:?}"
+            );
+            for (g, w) in got_scores.iter().zip(&want_scores) {
+                assert!(close(*g, *w), "{loss:?}: {got_scores:?} vs {want_scores:?}");
+            }
+        }
+    }
 }

@@ -422,7 +422,7 @@ fn eval_cache_is_shared_across_runs() {
 }
 
 #[test]
-fn corrupt_records_are_errors_naming_the_key() {
+fn corrupt_index_records_are_refused_naming_the_key_and_repaired() {
     let dir = tempfile::tempdir().unwrap();
     let digest = key("h").digest();
     {
@@ -447,20 +447,38 @@ fn corrupt_records_are_errors_naming_the_key() {
             .unwrap();
         db.flush().unwrap();
     }
-    let store = Store::open(dir.path()).unwrap();
-    let msg = store_message(store.run("r").unwrap_err(), dir.path());
-    assert!(msg.contains("corrupt record runs/r"), "{msg}");
-    let msg = store_message(store.runs().unwrap_err(), dir.path());
-    assert!(msg.contains("corrupt record runs/r"), "{msg}");
-    let msg = store_message(store.cached_eval(&key("h")).unwrap_err(), dir.path());
+    // The index no longer matches the journals: a writing open is refused, naming the
+    // records and pointing to check / repair, and changes nothing.
+    let msg = store_message(Store::open(dir.path()).unwrap_err(), dir.path());
+    assert!(msg.contains("run `r`"), "{msg}");
     assert!(
-        msg.contains(&format!("corrupt record evals/{digest}")),
+        msg.contains("s3 store check") && msg.contains("s3 store repair"),
         "{msg}"
     );
-    assert_eq!(store.trials("r").unwrap().len(), 1);
+    let report = s3::store::check(dir.path()).unwrap();
+    assert!(report.is_damaged());
+    let places: Vec<&str> = report.findings.iter().map(|f| f.place.as_str()).collect();
+    assert!(
+        places.iter().any(|p| p.contains("index runs/r")),
+        "{places:?}"
+    );
+    assert!(
+        places
+            .iter()
+            .any(|p| p.contains(&format!("index evals/{digest}"))),
+        "{places:?}"
+    );
+    // The journals still hold everything: the read-only view reads it, repair restores it.
+    let view = s3::store::StoreView::open(dir.path()).unwrap();
+    assert_eq!(view.trials("r").unwrap().len(), 1);
+    let repaired = s3::store::repair(dir.path(), false).unwrap();
+    assert_eq!((repaired.runs, repaired.trials, repaired.evals), (1, 1, 1));
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.run("r").unwrap().unwrap().config, json!({}));
+    assert_eq!(store.cached_eval(&key("h")).unwrap(), Some(eval(1.0)));
     drop(store);
 
-    // A corrupt trial is found by the recovery scan in `open`.
+    // A corrupt trial record is found too.
     {
         let db = sled::open(dir.path()).unwrap();
         let mut k = b"r\0".to_vec();
@@ -472,7 +490,7 @@ fn corrupt_records_are_errors_naming_the_key() {
         db.flush().unwrap();
     }
     let msg = store_message(Store::open(dir.path()).unwrap_err(), dir.path());
-    assert!(msg.contains("corrupt record trials/r#0"), "{msg}");
+    assert!(msg.contains("index trials/r#0"), "{msg}");
 }
 
 #[test]
@@ -763,4 +781,134 @@ fn timing_of_begin_finish_pairs() {
         scan.as_secs_f64() * 1e3,
         reopen.as_secs_f64() * 1e3
     );
+}
+
+/// Every file under `dir` with its length and modification time, to show nothing changed.
+fn snapshot_files(dir: &Path) -> Vec<(std::path::PathBuf, u64, std::time::SystemTime)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let m = e.metadata().unwrap();
+        if m.is_dir() {
+            out.extend(snapshot_files(&e.path()));
+        } else {
+            out.push((e.path(), m.len(), m.modified().unwrap()));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn the_read_only_view_reads_while_a_writer_holds_the_store_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.create_run("w", json!({"nfe": 3})).unwrap();
+    let t = store
+        .begin_trial("w", "h0", json!(null), 0, "random")
+        .unwrap();
+    store
+        .finish_trial("w", t.number, &key("h0"), &eval(0.5), false)
+        .unwrap();
+    store
+        .begin_trial("w", "h1", json!(null), 0, "random")
+        .unwrap();
+    let files = snapshot_files(dir.path());
+    // The writer still holds the store (and its lock).
+    let view = s3::store::StoreView::open(dir.path()).unwrap();
+    let trials = view.trials("w").unwrap();
+    assert_eq!(trials, store.trials("w").unwrap());
+    assert_eq!(trials[1].status, TrialStatus::Running);
+    assert_eq!(view.runs().unwrap(), store.runs().unwrap());
+    assert_eq!(snapshot_files(dir.path()), files);
+    // A missing store is empty, and is not created.
+    let missing = dir.path().join("nothing-here");
+    let view = s3::store::StoreView::open(&missing).unwrap();
+    assert!(view.runs().unwrap().is_empty() && !view.notes().is_empty());
+    assert!(!missing.exists());
+}
+
+/// The sled files of a store, copied into `to` (a snapshot of the index alone).
+fn copy_index(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for name in ["db", "conf"] {
+        std::fs::copy(from.join(name), to.join(name)).unwrap();
+    }
+}
+
+#[test]
+fn a_journal_line_the_index_lacks_is_rolled_forward() {
+    // A crash between a journal line and its transaction leaves the index one change
+    // behind: modelled by putting back the index as it was before the last change.
+    let dir = tempfile::tempdir().unwrap();
+    let saved = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store.create_run("c", json!({})).unwrap();
+        let t = store
+            .begin_trial("c", "h", json!(null), 0, "random")
+            .unwrap();
+        copy_index(dir.path(), saved.path()); // flushed: the index as it is on disk now
+        store
+            .finish_trial("c", t.number, &key("h"), &eval(0.75), false)
+            .unwrap();
+    }
+    copy_index(saved.path(), dir.path());
+    let report = s3::store::check(dir.path()).unwrap();
+    assert!(!report.is_damaged(), "{:?}", report.findings);
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.severity == s3::store::Severity::Pending)
+    );
+    let store = Store::open(dir.path()).unwrap();
+    assert!(store.rolled_forward() > 0);
+    assert_eq!(
+        store.recovered_trials(),
+        0,
+        "the finished trial must not be failed"
+    );
+    let t = store.trial("c", 0).unwrap().unwrap();
+    assert_eq!((t.status, t.value), (TrialStatus::Finished, Some(0.75)));
+    assert_eq!(store.cached_eval(&key("h")).unwrap(), Some(eval(0.75)));
+    drop(store);
+    assert!(s3::store::check(dir.path()).unwrap().findings.is_empty());
+}
+
+#[test]
+fn a_store_without_journals_is_refused_then_journaled_from_its_index() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store.create_run("old", json!({"nfe": 4})).unwrap();
+        let t = store
+            .begin_trial("old", "h", json!(null), 0, "random")
+            .unwrap();
+        store
+            .finish_trial("old", t.number, &key("h"), &eval(0.25), false)
+            .unwrap();
+        store.put_eval(&key("classic"), &eval(0.5), "old").unwrap();
+    }
+    // As written by an s3 before journals: no journal files.
+    std::fs::remove_file(dir.path().join("evals.jsonl")).unwrap();
+    std::fs::remove_file(dir.path().join("runs/old/trials.jsonl")).unwrap();
+    let msg = store_message(Store::open(dir.path()).unwrap_err(), dir.path());
+    assert!(
+        msg.contains("no journals") && msg.contains("--from-index"),
+        "{msg}"
+    );
+    let view = s3::store::StoreView::open(dir.path()).unwrap();
+    assert_eq!(view.trials("old").unwrap().len(), 1);
+    assert!(view.notes()[0].contains("--from-index"));
+    let report = s3::store::check(dir.path()).unwrap();
+    assert!(!report.journaled && !report.is_damaged());
+    assert!(s3::store::repair(dir.path(), false).is_err());
+    let r = s3::store::repair(dir.path(), true).unwrap();
+    assert_eq!((r.runs, r.trials, r.evals), (1, 1, 2));
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.trials("old").unwrap()[0].value, Some(0.25));
+    assert_eq!(store.cached_eval(&key("classic")).unwrap(), Some(eval(0.5)));
+    drop(store);
+    assert!(s3::store::check(dir.path()).unwrap().findings.is_empty());
 }

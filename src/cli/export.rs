@@ -6,9 +6,10 @@ use super::store_arg::StoreArg;
 use super::with_noise_flags;
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use s3::dataset::LoadOptions;
 use s3::export::{ExportContext, ExportFormat, PlainSampler, export_with, fmt_num, plain_samplers};
 use s3::noise::{NoiseSchedule, NoiseScheduleName, NoiseScheduleSpec};
-use s3::search::{SearchConfig, SearchRunner, check_run_id, run_dir};
+use s3::search::{Run, SearchConfig, SearchRunner, check_run_id, run_dir};
 use s3::solver::{ClassicSolver, SolverSchedule};
 use s3::space::canonical;
 use s3::store::Store;
@@ -47,6 +48,9 @@ pub struct ExportArgs {
 /// `s3 export`.
 pub fn export(a: ExportArgs) -> Result<()> {
     let format = ExportFormat::parse(&a.format).context("--format")?;
+    if let Some(p) = &a.out {
+        super::check_output(p, "--out")?;
+    }
     let (schedule, noise, run) = if Path::new(&a.source).is_file() {
         let (s, n) = from_file(&a)?;
         (s, n, None)
@@ -111,7 +115,7 @@ fn measure_loss(
         cfg.final_samples,
         cfg.seed + 1
     );
-    let runner = SearchRunner::new(store, run_id, cfg.clone())?;
+    let runner = SearchRunner::open(store, run_id, LoadOptions::default())?;
     let mut all: Vec<&SolverSchedule> = vec![schedule];
     all.extend(plain.iter().map(|p| &p.schedule));
     let values = runner.measure_final(&all)?;
@@ -170,16 +174,24 @@ fn from_run(a: &ExportArgs) -> Result<(SolverSchedule, SearchConfig, Store)> {
     }
     check_run_id(&a.source)
         .with_context(|| format!("`{}` is neither a schedule file nor a run id", a.source))?;
+    // Opening would create a store; a missing one cannot hold the run.
+    let store_dir = a.store.path();
+    if !store_dir.is_dir() {
+        bail!(
+            "`{}` is neither a schedule file nor a run: there is no store at {}",
+            a.source,
+            store_dir.display()
+        );
+    }
     let store = a.store.open()?;
-    let rec = store.run(&a.source)?.with_context(|| {
+    let run = Run::load(&store, &a.source)?.with_context(|| {
         format!(
             "`{}` is neither a schedule file nor a run in {}",
             a.source,
             store.path().display()
         )
     })?;
-    let cfg: SearchConfig =
-        serde_json::from_value(rec.config).context("stored run configuration")?;
+    let cfg = run.config;
     let best = run_dir(store.path(), &a.source).join("best.json");
     if !best.exists() {
         bail!(

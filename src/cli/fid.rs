@@ -124,6 +124,7 @@ pub fn fid(a: FidArgs) -> Result<()> {
 
 /// `s3 fid-stats PATH --out stats.npz`.
 pub fn fid_stats(a: FidStatsArgs) -> Result<()> {
+    super::check_output(&a.out, "--out")?;
     let mut extractor = None;
     if is_stats(&a.path) {
         anyhow::bail!(

@@ -1,12 +1,17 @@
 //! Command-line parsing and the commands: `sample`, `eval`, `baselines` here; `search`,
 //! `runs` and `export` in [`search`].
 
+mod compare;
 mod export;
 mod fid;
 pub(crate) mod out;
+mod plot;
+mod plot_text;
+mod run_data;
 mod runs;
 mod search;
 mod store_arg;
+mod store_cmd;
 mod trials;
 
 use anyhow::{Context, Result, bail};
@@ -25,6 +30,38 @@ use s3::solver::{SolverSchedule, classic_grid};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+use s3::solver::MAX_NFE;
+
+/// The most model calls of a teacher reference (`--reference-nfe`): 50 × the default.
+pub(crate) const MAX_REFERENCE_NFE: usize = 50 * DEFAULT_REFERENCE_NFE;
+
+/// Checks a model-call count typed as `flag`: at least 1 and at most [`MAX_NFE`].
+pub(crate) fn check_nfe(nfe: usize, flag: &str) -> Result<()> {
+    if !(1..=MAX_NFE).contains(&nfe) {
+        bail!("{flag} {nfe}: expected 1 to {MAX_NFE} model calls");
+    }
+    Ok(())
+}
+
+/// Checks, before any work, that `path` (given as `flag`) can be written: not an existing
+/// directory, and its parent folder exists. Nothing is created.
+pub(crate) fn check_output(path: &Path, flag: &str) -> Result<()> {
+    if path.is_dir() {
+        bail!(
+            "{flag} {}: is a directory; expected a file path",
+            path.display()
+        );
+    }
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => bail!(
+            "{flag} {}: the folder {} does not exist",
+            path.display(),
+            dir.display()
+        ),
+        _ => Ok(()),
+    }
+}
 
 #[derive(Parser)]
 #[command(
@@ -56,6 +93,8 @@ enum Command {
     Search(search::SearchArgs),
     /// List or inspect search runs in a store.
     Runs(runs::RunsArgs),
+    /// Check a store's journals against its index, or repair it after damage.
+    Store(store_cmd::StoreArgs),
     /// Write a run's best schedule, or a schedule file, for s3, diffusers, k-diffusion or ComfyUI.
     Export(export::ExportArgs),
     /// FID between two image sets or statistics files (pytorch-fid conventions).
@@ -112,6 +151,11 @@ impl NetworkArgs {
         let device = Device::parse(&self.device).context("--device")?;
         if self.batch_size == 0 {
             bail!("--batch-size must be at least 1");
+        }
+        if let Some(w) = self.guidance_scale
+            && !w.is_finite()
+        {
+            bail!("--guidance-scale {w}: expected a finite number");
         }
         Ok(LoadOptions {
             models_dir: self.models_dir.clone(),
@@ -202,6 +246,11 @@ pub(crate) struct ReferenceArgs {
 impl ReferenceArgs {
     /// Applies the teacher settings and the store's reference cache to `ev`.
     pub(crate) fn apply<'a>(&self, ev: Evaluator<'a>) -> Result<Evaluator<'a>> {
+        if let Some(n) = self.reference_nfe
+            && n > MAX_REFERENCE_NFE
+        {
+            bail!("--reference-nfe {n}: expected at most {MAX_REFERENCE_NFE} model calls");
+        }
         let store = store_arg::store_path(self.store.as_deref());
         Ok(ev
             .with_reference_cache(ReferenceCache::in_store(&store))
@@ -219,6 +268,7 @@ impl MetricArgs {
         if n < 2 {
             bail!("--samples must be at least 2, got {n}");
         }
+        check_sample_size(n, ds.dim(), "--samples")?;
         self.reference
             .apply(Evaluator::new(ds, ns, kind, n, self.seed)?)
     }
@@ -282,6 +332,7 @@ pub fn run() -> Result<i32> {
         Command::Baselines(a) => baselines(a),
         Command::Search(a) => return search::search(a),
         Command::Runs(a) => runs::runs(a),
+        Command::Store(a) => return store_cmd::store(a),
         Command::Export(a) => export::export(a),
         Command::Fid(a) => fid::fid(a),
         Command::FidStats(a) => fid::fid_stats(a),
@@ -307,6 +358,13 @@ fn sample(a: SampleArgs) -> Result<()> {
     let schedule = load_schedule(&a.schedule)?;
     let shape = ds.sample_shape().to_vec();
     let dim = ds.dim();
+    // Everything that could refuse the outputs is checked before sampling, so a failed
+    // command leaves no half of its files behind.
+    check_output(&a.out, "--out")?;
+    if let Some(g) = &a.grid {
+        check_output(g, "--grid")?;
+        grid::check_drawable(ds.output_shape()).context("--grid")?;
+    }
     let z = match &a.noise {
         Some(p) => npy::read_samples(p, &shape).context("--noise")?.data,
         None => {
@@ -445,9 +503,7 @@ struct BaselinesReport<'a> {
 }
 
 fn baselines(a: BaselinesArgs) -> Result<()> {
-    if a.nfe == 0 {
-        bail!("--nfe must be at least 1");
-    }
+    check_nfe(a.nfe, "--nfe")?;
     let (ds, ns) = a.model.load()?;
     let ev = a.metric.evaluator(&ds, &ns)?;
     if let Some(dir) = &a.emit {
@@ -504,6 +560,17 @@ fn baselines(a: BaselinesArgs) -> Result<()> {
         outln!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
+    print_baselines(&report);
+    eprintln!(
+        "\n{} schedules in {:.1} s",
+        report.results.len(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The baselines as a text table, best first, under a line on the setting and the floor.
+fn print_baselines(report: &BaselinesReport) {
     outln!(
         "Classic solvers at NFE {} on {} ({}), {} on {} samples, seed {}",
         report.nfe,
@@ -549,12 +616,6 @@ fn baselines(a: BaselinesArgs) -> Result<()> {
             ),
         }
     }
-    eprintln!(
-        "\n{} schedules in {:.1} s",
-        report.results.len(),
-        start.elapsed().as_secs_f64()
-    );
-    Ok(())
 }
 
 pub(crate) fn slug(s: &str) -> String {

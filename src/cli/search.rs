@@ -8,10 +8,11 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use s3::metric::MetricKind;
 use s3::search::{
-    CLASSIC_ROW, Event, SEARCHED_ROW, SearchConfig, SearchRunner, StrategyKind, check_run_id,
-    run_dir,
+    BEST_FILE, DEFAULT_FINAL_TOP, Event, RowKind, Run, RunOutcome, SearchConfig, SearchRunner,
+    SearchSetup, StrategyKind, Termination, check_run_id, run_dir,
 };
 use s3::solver::ClassicSolver;
+use s3::store::Store;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -84,11 +85,13 @@ pub struct SearchArgs {
     json: bool,
 }
 
-/// The configuration of a new run, and the dataset's name (for the run id).
-fn new_config(a: &SearchArgs) -> Result<(SearchConfig, String)> {
+/// A new run: its configuration, its setup (the dataset and space loaded here, once) and
+/// the dataset's name (for the run id).
+fn new_config(a: &SearchArgs) -> Result<(SearchConfig, SearchSetup, String)> {
     let Some(nfe) = a.nfe else {
         bail!("--nfe is required for a new search (or give --resume RUN)");
     };
+    super::check_nfe(nfe, "--nfe")?;
     let (ds, _) = a.model.load()?;
     let samples = a.samples.unwrap_or(ds.samples);
     // Oversized counts fail here, before the run is recorded (it could never resume).
@@ -101,16 +104,11 @@ fn new_config(a: &SearchArgs) -> Result<(SearchConfig, String)> {
     };
     let space = s3::space::SearchSpace::load(&a.space).context("--space")?;
     let space_hash = space.hash();
-    let ns = ds.noise.build();
     let solver = match &a.solver {
         Some(name) => Some(ClassicSolver::parse(name).context("--solver")?),
         None => None,
     };
-    let ops = s3::space::Candidates::new(&space, &ns, nfe).context("--space")?;
-    if let Some(solver) = solver {
-        ops.with_solver(solver)?;
-    }
-    let space = if std::path::Path::new(&a.space).exists() {
+    let space_name = if std::path::Path::new(&a.space).exists() {
         std::fs::canonicalize(&a.space)?.display().to_string()
     } else {
         a.space.clone()
@@ -127,13 +125,13 @@ fn new_config(a: &SearchArgs) -> Result<(SearchConfig, String)> {
         noise: ds.noise,
         nfe,
         strategy: StrategyKind::parse(&a.strategy).context("--strategy")?,
-        space,
+        space: space_name,
         budget: a.budget,
         seed: a.seed,
         metric,
         samples,
         stage_size: a.stage_size,
-        final_top: 5,
+        final_top: DEFAULT_FINAL_TOP,
         final_samples,
         reference_nfe: a.reference_nfe,
         solver,
@@ -156,16 +154,18 @@ fn new_config(a: &SearchArgs) -> Result<(SearchConfig, String)> {
             None => None,
         },
     };
-    cfg.validate()?;
     if let Some(n) = cfg.reference_nfe
-        && n < s3::metric::MIN_REFERENCE_NFE
+        && !(s3::metric::MIN_REFERENCE_NFE..=super::MAX_REFERENCE_NFE).contains(&n)
     {
         bail!(
-            "--reference-nfe {n}: expected at least {}",
-            s3::metric::MIN_REFERENCE_NFE
+            "--reference-nfe {n}: expected {} to {} model calls",
+            s3::metric::MIN_REFERENCE_NFE,
+            super::MAX_REFERENCE_NFE
         );
     }
-    Ok((cfg, ds.name.clone()))
+    let name = ds.name.clone();
+    let setup = SearchSetup::new(&cfg, ds, space)?;
+    Ok((cfg, setup, name))
 }
 
 /// Without a terminal, a trial line at most this often (seconds), so slow evaluations
@@ -316,6 +316,39 @@ fn stop_on_signals() -> Result<(Arc<AtomicBool>, Vec<SignalFlag>)> {
     Ok((stop, which))
 }
 
+/// The id of a new run when `--run-id` is not given: dataset, NFE, strategy and time.
+fn default_run_id(dataset_name: &str, cfg: &SearchConfig) -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!(
+        "{}-nfe{}-{}-{secs}",
+        super::slug(dataset_name),
+        cfg.nfe,
+        cfg.strategy.as_str()
+    )
+}
+
+/// Says whether the search beat the best classic solver on the final noise.
+fn summary(outcome: &RunOutcome) {
+    let metric = outcome.metric.to_uppercase();
+    let first = |kind: RowKind| outcome.final_ranking.iter().find(|r| r.kind == kind);
+    match (first(RowKind::Searched), first(RowKind::Classic)) {
+        (Some(s), Some(c)) if s.value < c.value && s.value > 0.0 => outln!(
+            "the search beat the best classic solver: ×{:.2} lower {metric} on the final noise",
+            c.value / s.value
+        ),
+        (Some(s), Some(c)) => outln!(
+            "the search did not beat the best classic solver on the final noise: {} {metric} {:.6} against the best searched {:.6}; best.json is that classic solver",
+            c.schedule,
+            c.value,
+            s.value
+        ),
+        _ => {}
+    }
+}
+
 /// Runs or resumes a search; returns the exit status (130/143 when stopped by a signal).
 pub fn search(a: SearchArgs) -> Result<i32> {
     if let Some(id) = &a.run_id {
@@ -330,57 +363,23 @@ pub fn search(a: SearchArgs) -> Result<i32> {
         Some(_) => None,
         None => Some(new_config(&a)?),
     };
-    let store = a.store.open()?;
-    let (run_id, config) = match (&a.resume, fresh) {
-        (Some(id), _) => {
-            if a.nfe.is_some() || a.run_id.is_some() {
-                bail!(
-                    "--resume continues run {id} with its stored configuration; drop --nfe/--run-id"
-                );
-            }
-            let rec = store.run(id)?.with_context(|| {
-                format!("--resume: no run `{id}` in {}", store.path().display())
-            })?;
-            let cfg: SearchConfig = serde_json::from_value(rec.config)
-                .with_context(|| format!("run {id}: stored configuration"))?;
-            (id.clone(), cfg)
-        }
-        (None, fresh) => {
-            let (cfg, dataset_name) = fresh.expect("a new run has a configuration");
-            let id = a.run_id.clone().unwrap_or_else(|| {
-                let secs = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0);
-                format!(
-                    "{}-nfe{}-{}-{secs}",
-                    super::slug(&dataset_name),
-                    cfg.nfe,
-                    cfg.strategy.as_str()
-                )
-            });
-            store.create_run(&id, serde_json::to_value(&cfg)?)?;
-            (id, cfg)
-        }
-    };
-    let (stop, signals) = stop_on_signals()?;
-    let runner =
-        SearchRunner::new_with(&store, &run_id, config.clone(), a.model.network.options()?)?
-            .with_max_time(a.max_time.map(Duration::from_secs))
-            .with_stop_flag(stop);
-    let text = !a.quiet && !a.json;
-    let bar = if text && std::io::stderr().is_terminal() {
-        let b = ProgressBar::new(config.budget as u64);
-        b.set_style(
-            ProgressStyle::with_template(
-                "{bar:40} {pos}/{len} evaluations  {msg}  [{elapsed} < {eta}]",
-            )
-            .expect("valid template"),
+    if let Some(id) = &a.resume
+        && !a.store.path().exists()
+    {
+        bail!(
+            "--resume {id}: there is no store at {} (give --store DIR or set S3_STORE)",
+            a.store.path().display()
         );
-        Some(b)
-    } else {
-        None
-    };
+    }
+    let store = a.store.open()?;
+    let runner = runner(&a, &store, fresh)?;
+    let (run_id, config) = (runner.run_id().to_string(), runner.config().clone());
+    let (stop, signals) = stop_on_signals()?;
+    let runner = runner
+        .with_max_time(a.max_time.map(Duration::from_secs))
+        .with_stop_flag(stop);
+    let text = !a.quiet && !a.json;
+    let bar = progress_bar(text, config.budget);
     let mut printer = EventPrinter {
         bar: bar.as_ref(),
         json: a.json,
@@ -401,53 +400,79 @@ pub fn search(a: SearchArgs) -> Result<i32> {
             "{}",
             serde_json::to_string(&serde_json::json!({"event": "outcome", "outcome": outcome}))?
         );
-        return Ok(status);
+    } else {
+        report(&outcome, &config, &run_dir(store.path(), &run_id));
     }
-    let dir = run_dir(store.path(), &run_id);
+    Ok(status)
+}
+
+/// The runner of the resumed run, or of the new run `fresh` (recorded in the store now).
+fn runner<'s>(
+    a: &SearchArgs,
+    store: &'s Store,
+    fresh: Option<(SearchConfig, SearchSetup, String)>,
+) -> Result<SearchRunner<'s>> {
+    if let Some(id) = &a.resume {
+        if a.nfe.is_some() || a.run_id.is_some() {
+            bail!("--resume continues run {id} with its stored configuration; drop --nfe/--run-id");
+        }
+        if store.run(id)?.is_none() {
+            bail!("--resume: no run `{id}` in {}", store.path().display());
+        }
+        return Ok(SearchRunner::open(store, id, a.model.network.options()?)?);
+    }
+    let (cfg, setup, dataset_name) = fresh.expect("a new run has a configuration");
+    let id = a
+        .run_id
+        .clone()
+        .unwrap_or_else(|| default_run_id(&dataset_name, &cfg));
+    Ok(SearchRunner::new(
+        store,
+        Run::create(store, &id, cfg)?,
+        setup,
+    ))
+}
+
+/// A progress bar on stderr when text is printed and stderr is a terminal.
+fn progress_bar(text: bool, budget: usize) -> Option<ProgressBar> {
+    if !text || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let b = ProgressBar::new(budget as u64);
+    b.set_style(
+        ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} evaluations  {msg}  [{elapsed} < {eta}]",
+        )
+        .expect("valid template"),
+    );
+    Some(b)
+}
+
+/// The end of a search in words: how to resume a stopped run, or the final ranking, whether
+/// the search won, and where the best schedule is.
+fn report(outcome: &RunOutcome, config: &SearchConfig, dir: &std::path::Path) {
+    let run_id = &outcome.run_id;
     if !outcome.completed {
-        let why = if status != 0 {
-            "stopped by a signal"
-        } else {
-            "paused"
+        let why = match outcome.termination {
+            Termination::Interrupted => "stopped by a signal",
+            _ => "paused at the time limit",
         };
         // stderr: an interrupted terminal pipeline may have closed stdout.
         eprintln!(
             "run {run_id} {why} after {} evaluations; continue with: s3 search --resume {run_id}",
             outcome.evaluated
         );
-        return Ok(status);
+        return;
     }
     outln!(
         "\nrun {run_id}: final ranking on {} samples with other noise (seed {}):",
         config.final_samples,
         config.seed + 1
     );
-    for (label, v) in &outcome.final_ranking {
-        outln!("  {v:>12.6}  {label}");
+    for row in &outcome.final_ranking {
+        outln!("  {:>12.6}  {}", row.value, row.schedule);
     }
-    let metric = outcome.metric.to_uppercase();
-    let searched = outcome
-        .final_ranking
-        .iter()
-        .find(|r| r.0.starts_with(SEARCHED_ROW));
-    let classic = outcome
-        .final_ranking
-        .iter()
-        .find(|r| r.0.starts_with(CLASSIC_ROW));
-    match (searched, classic) {
-        (Some(s), Some(c)) if s.1 < c.1 && s.1 > 0.0 => outln!(
-            "the search beat the best classic solver: ×{:.2} lower {metric} on the final noise",
-            c.1 / s.1
-        ),
-        (Some(s), Some(c)) => outln!(
-            "the search did not beat the best classic solver on the final noise: {} {metric} {:.6} against the best searched {:.6}; best.json is that classic solver",
-            c.0.trim_start_matches(CLASSIC_ROW),
-            c.1,
-            s.1
-        ),
-        _ => {}
-    }
-    outln!("best schedule: {}", dir.join("best.json").display());
+    summary(outcome);
+    outln!("best schedule: {}", dir.join(BEST_FILE).display());
     outln!("export it with: s3 export {run_id} --format diffusers   (or s3, k-diffusion, comfyui)");
-    Ok(status)
 }

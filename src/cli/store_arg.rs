@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 use clap::Args;
-use s3::store::Store;
+use s3::store::{Store, StoreView};
 use std::path::PathBuf;
 
 /// The default store directory when neither `--store` nor `S3_STORE` is given.
@@ -33,8 +33,16 @@ impl StoreArg {
         Store::open(&p).with_context(|| format!("opening the store {}", p.display()))
     }
 
-    /// Opens the store only to read it (`runs list|show|trials|plot|compare`).
-    pub(crate) fn open_read(&self) -> Result<Store> {
-        self.open()
+    /// Opens the store only to read it (`runs list|show|trials`): reads its journals and
+    /// never writes there, so it works while a search holds the store. Notes (no store
+    /// there, a store without journals) go to stderr.
+    pub(crate) fn open_view(&self) -> Result<StoreView> {
+        let p = self.path();
+        let view =
+            StoreView::open(&p).with_context(|| format!("reading the store {}", p.display()))?;
+        for note in view.notes() {
+            eprintln!("note: {note}");
+        }
+        Ok(view)
     }
 }

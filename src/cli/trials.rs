@@ -5,7 +5,7 @@
 use super::out::out;
 use anyhow::{Context, Result, bail};
 use s3::solver::{Afs, Prediction, SolverSchedule};
-use s3::store::{Store, Trial, TrialStatus};
+use s3::store::{StoreView, Trial, TrialStatus};
 use serde::Serialize;
 
 /// One row of the trial table.
@@ -70,7 +70,7 @@ fn row(t: Trial) -> Row {
 }
 
 /// Prints every trial of `run` in `format` (`csv` or `jsonl`), in trial order.
-pub(crate) fn trials(store: &Store, run: &str, format: &str) -> Result<()> {
+pub(crate) fn trials(store: &StoreView, run: &str, format: &str) -> Result<()> {
     if !matches!(format, "csv" | "jsonl") {
         bail!("--format {format}: expected csv or jsonl");
     }

@@ -31,11 +31,13 @@ mod sigmas;
 pub use plain::{PlainSampler, plain_samplers};
 
 use crate::error::{Result, S3Error};
+use crate::names::Named;
 use crate::noise::NoiseSchedule;
 use crate::solver::{Afs, ClassicSolver, Prediction, Relaxation, SolverSchedule, Step};
 
-/// The targets of `s3 export --format`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The targets of `s3 export --format` (named by their serde names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ExportFormat {
     /// The full s3 schedule JSON (what the sampler core consumes).
     S3,
@@ -44,36 +46,24 @@ pub enum ExportFormat {
     /// k-diffusion: a JSON list of sigmas ending in 0.
     KDiffusion,
     /// ComfyUI: a `ManualSigmas` string.
+    #[serde(rename = "comfyui")]
     ComfyUi,
 }
 
-/// The names accepted by `--format`.
-pub const EXPORT_FORMATS: &str = "s3, diffusers, k-diffusion, comfyui";
+impl Named for ExportFormat {
+    const KIND: &'static str = "export format";
+    const ALL: &'static [Self] = &[Self::S3, Self::Diffusers, Self::KDiffusion, Self::ComfyUi];
+}
 
 impl ExportFormat {
     /// Parses a `--format` value.
     pub fn parse(s: &str) -> Result<Self> {
-        match s {
-            "s3" => Ok(Self::S3),
-            "diffusers" => Ok(Self::Diffusers),
-            "k-diffusion" => Ok(Self::KDiffusion),
-            "comfyui" => Ok(Self::ComfyUi),
-            _ => Err(S3Error::UnknownName {
-                kind: "export format",
-                name: s.to_string(),
-                expected: EXPORT_FORMATS.to_string(),
-            }),
-        }
+        <Self as Named>::from_name(s)
     }
 
     /// The canonical name.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::S3 => "s3",
-            Self::Diffusers => "diffusers",
-            Self::KDiffusion => "k-diffusion",
-            Self::ComfyUi => "comfyui",
-        }
+        self.name()
     }
 
     /// The file extension (without the dot) of the exported text.
@@ -425,10 +415,12 @@ mod tests {
             ExportFormat::ComfyUi,
         ] {
             assert_eq!(ExportFormat::parse(f.as_str()).unwrap(), f);
-            assert!(EXPORT_FORMATS.contains(f.as_str()));
+            assert!(ExportFormat::names().contains(f.as_str()));
         }
         let e = ExportFormat::parse("onnx").unwrap_err().to_string();
-        assert!(e.contains("export format") && e.contains("onnx") && e.contains(EXPORT_FORMATS));
+        assert!(
+            e.contains("export format") && e.contains("onnx") && e.contains(&ExportFormat::names())
+        );
     }
 
     #[test]

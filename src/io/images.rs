@@ -1,9 +1,11 @@
 //! Image sets for FID, read the way pytorch-fid reads them: a folder of PNG files (8-bit or
-//! 16-bit; grey and alpha converted to RGB), or an `.npy` array — uint8 `[N, H, W, 3]`
-//! (numpy's image layout) or `[N, 3, H, W]`, or float `[N, C, H, W]` samples in [−1, 1] as
-//! `s3 sample` writes them (quantised to 8 bits like a saved PNG).
+//! 16-bit; grey and alpha converted to RGB), or an `.npy` array in any layout numpy writes —
+//! integer (uint8) pixels `[N, H, W, 3]` (numpy's image layout) or `[N, 3, H, W]`, or float
+//! `[N, C, H, W]` samples in [−1, 1] as `s3 sample` writes them (quantised to 8 bits like a
+//! saved PNG).
 
 use crate::error::{Result, S3Error};
+use crate::io::npy::{FINITE_F32, NpyArray, Numeric, finite_f32};
 use crate::onnx::Images;
 use std::path::{Path, PathBuf};
 
@@ -102,75 +104,69 @@ fn read_png_folder(dir: &Path) -> Result<Images> {
     })
 }
 
+/// What an `.npy` of images may be.
+const NPY_IMAGES: &str = "expected integer (uint8) [N, H, W, 3] or [N, 3, H, W] images with \
+                          values 0-255, or float [N, 3 or 1, H, W] samples in [-1, 1]";
+
+/// Reads an `.npy` of images in any layout numpy writes (see [`crate::io::npy`]): integer
+/// arrays as 8-bit pixels (channels last or first), float arrays as samples.
 fn read_npy_images(path: &Path) -> Result<Images> {
     let err = |m: String| S3Error::Array {
         path: path.into(),
         message: m,
     };
     let bytes = std::fs::read(path).map_err(|e| S3Error::io(path, e))?;
-    let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| err(format!("not a .npy file: {e}")))?;
-    if npy.order() != npyz::Order::C {
-        return Err(err("Fortran-ordered arrays are not supported".into()));
+    let npy = NpyArray::parse(&bytes).map_err(err)?;
+    let shape = npy.shape().to_vec();
+    if shape.len() != 4 || shape[0] < 2 || shape[1..].contains(&0) {
+        return Err(err(format!("array shape {shape:?}; {NPY_IMAGES}, N ≥ 2")));
     }
-    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
-    let type_str = match npy.dtype() {
-        npyz::DType::Plain(ts) => ts.to_string(),
-        other => format!("{other:?}"),
+    if npy.numeric() == Numeric::Float {
+        let x = npy.into_values(finite_f32, FINITE_F32).map_err(err)?;
+        return Images::from_samples(&x, &shape[1..])
+            .map_err(|e| err(format!("{e}; {NPY_IMAGES}")));
+    }
+    let channels_first = shape[1] == 3;
+    if !channels_first && shape[3] != 3 {
+        return Err(err(format!(
+            "integer array of shape {shape:?}; {NPY_IMAGES}"
+        )));
+    }
+    let raw = npy
+        .into_values(pixel, "an integer pixel value 0-255")
+        .map_err(err)?;
+    let (n, h, w) = if channels_first {
+        (shape[0], shape[2], shape[3])
+    } else {
+        (shape[0], shape[1], shape[2])
     };
-    let expected = "expected uint8 [N, H, W, 3] or [N, 3, H, W], or float [N, 3 or 1, H, W] \
-                    samples in [-1, 1]";
-    if shape.len() != 4 || shape[0] < 2 {
-        return Err(err(format!("array shape {shape:?}; {expected}, N ≥ 2")));
-    }
-    let n = shape[0];
-    match type_str.as_str() {
-        "|u1" => {
-            let raw = npy.into_vec::<u8>().map_err(|e| err(e.to_string()))?;
-            if shape[1] == 3 {
-                Ok(Images {
-                    count: n,
-                    height: shape[2],
-                    width: shape[3],
-                    data: raw,
-                })
-            } else if shape[3] == 3 {
-                let (h, w) = (shape[1], shape[2]);
-                let mut data = vec![0u8; raw.len()];
-                for (k, img) in raw.chunks(h * w * 3).enumerate() {
-                    for (i, px) in img.chunks(3).enumerate() {
-                        for c in 0..3 {
-                            data[k * 3 * h * w + c * h * w + i] = px[c];
-                        }
-                    }
-                }
-                Ok(Images {
-                    count: n,
-                    height: h,
-                    width: w,
-                    data,
-                })
-            } else {
-                Err(err(format!("uint8 array of shape {shape:?}; {expected}")))
+    let data = if channels_first {
+        raw
+    } else {
+        channels_last_to_planar(&raw, h, w)
+    };
+    Ok(Images {
+        count: n,
+        height: h,
+        width: w,
+        data,
+    })
+}
+
+/// An 8-bit pixel value, or `None` outside 0–255.
+fn pixel(v: f64) -> Option<u8> {
+    (0.0..=255.0).contains(&v).then_some(v as u8)
+}
+
+/// `[N, H, W, 3]` pixels as planar `[N, 3, H, W]`.
+fn channels_last_to_planar(raw: &[u8], h: usize, w: usize) -> Vec<u8> {
+    let mut data = vec![0u8; raw.len()];
+    for (k, img) in raw.chunks(h * w * 3).enumerate() {
+        for (i, px) in img.chunks(3).enumerate() {
+            for c in 0..3 {
+                data[k * 3 * h * w + c * h * w + i] = px[c];
             }
         }
-        "<f4" | "<f8" => {
-            let x: Vec<f32> = if type_str == "<f4" {
-                npy.into_vec::<f32>().map_err(|e| err(e.to_string()))?
-            } else {
-                npy.into_vec::<f64>()
-                    .map_err(|e| err(e.to_string()))?
-                    .into_iter()
-                    .map(|v| v as f32)
-                    .collect()
-            };
-            if let Some(i) = x.iter().position(|v| !v.is_finite()) {
-                return Err(err(format!(
-                    "value {i} is {}; expected finite numbers",
-                    x[i]
-                )));
-            }
-            Images::from_samples(&x, &shape[1..]).map_err(|e| err(format!("{e}; {expected}")))
-        }
-        other => Err(err(format!("dtype {other}; {expected}"))),
     }
+    data
 }

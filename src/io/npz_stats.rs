@@ -1,15 +1,22 @@
 //! FID reference statistics as pytorch-fid writes them: an `.npz` holding `mu` (float64,
 //! `[d]`) and `sigma` (float64, `[d, d]`). Reads compressed (`np.savez_compressed`, what
-//! pytorch-fid's `--save-stats` uses) and plain archives, float32 or float64; writes float64
+//! pytorch-fid's `--save-stats` uses) and stored archives, float16/32/64 in either byte
+//! order and C or Fortran order (see [`crate::io::npy`]); writes float64
 //! with the same two keys, deflate-compressed, so numpy and pytorch-fid load s3's files.
 
 use crate::error::{Result, S3Error};
+use crate::io::npy::{NpyArray, Numeric};
 use crate::metric::Moments;
 use npyz::WriterBuilder;
 use std::io::{Read, Write};
 use std::path::Path;
 
-/// One array of the archive as f64 with its shape.
+/// The largest array entry read from a statistics archive (1 GiB: a float64 `sigma` of
+/// d ≈ 11,000 features); a larger declared size is refused before it is read.
+pub const MAX_ENTRY_BYTES: u64 = 1 << 30;
+
+/// One array of the archive as f64 with its shape, from any float dtype, order and byte
+/// order numpy writes.
 fn read_array(
     archive: &mut zip::ZipArchive<std::io::BufReader<std::fs::File>>,
     key: &str,
@@ -33,39 +40,28 @@ fn read_array(
                 .join(", ")
         ))
     })?;
-    let mut bytes = Vec::new();
-    entry
-        .read_to_end(&mut bytes)
-        .map_err(|e| err(format!("reading `{key}`: {e}")))?;
-    let npy =
-        npyz::NpyFile::new(&bytes[..]).map_err(|e| err(format!("`{key}` is not an array: {e}")))?;
-    if npy.order() != npyz::Order::C {
-        return Err(err(format!("`{key}` is Fortran-ordered; expected C order")));
-    }
-    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
-    let type_str = match npy.dtype() {
-        npyz::DType::Plain(ts) => ts.to_string(),
-        other => format!("{other:?}"),
-    };
-    let data: Vec<f64> = match type_str.as_str() {
-        "<f8" => npy.into_vec::<f64>().map_err(|e| err(e.to_string()))?,
-        "<f4" => npy
-            .into_vec::<f32>()
-            .map_err(|e| err(e.to_string()))?
-            .into_iter()
-            .map(f64::from)
-            .collect(),
-        other => {
-            return Err(err(format!(
-                "`{key}` has dtype {other}; expected float64 or float32"
-            )));
-        }
-    };
-    if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+    if entry.size() > MAX_ENTRY_BYTES {
         return Err(err(format!(
-            "`{key}` holds a non-finite value at flat index {i}"
+            "`{key}` is {} bytes; the limit is {MAX_ENTRY_BYTES}",
+            entry.size()
         )));
     }
+    let mut bytes = Vec::new();
+    (&mut entry)
+        .take(MAX_ENTRY_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| err(format!("reading `{key}`: {e}")))?;
+    let npy = NpyArray::parse(&bytes).map_err(|e| err(format!("`{key}`: {e}")))?;
+    if npy.numeric() != Numeric::Float {
+        return Err(err(format!(
+            "`{key}` has dtype {}; expected float64, float32 or float16",
+            npy.dtype()
+        )));
+    }
+    let shape = npy.shape().to_vec();
+    let data = npy
+        .into_values(|v| v.is_finite().then_some(v), "finite numbers")
+        .map_err(|e| err(format!("`{key}`: {e}")))?;
     Ok((shape, data))
 }
 

@@ -17,6 +17,7 @@ pub use reference_cache::{REFERENCES_DIR, ReferenceCache, ReferenceInfo};
 pub use teacher::{DEFAULT_REFERENCE_NFE, MIN_REFERENCE_NFE, psnr_db};
 
 use crate::error::{Result, S3Error};
+use crate::names::Named;
 use crate::noise::NoiseSchedule;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -33,26 +34,20 @@ pub enum MetricKind {
     Mse,
 }
 
+impl Named for MetricKind {
+    const KIND: &'static str = "metric";
+    const ALL: &'static [Self] = &[Self::Fd, Self::Mse];
+}
+
 impl MetricKind {
     /// Parses `--metric`.
     pub fn parse(s: &str) -> Result<Self> {
-        match s {
-            "fd" => Ok(Self::Fd),
-            "mse" => Ok(Self::Mse),
-            _ => Err(S3Error::UnknownName {
-                kind: "metric",
-                name: s.into(),
-                expected: "fd, mse".into(),
-            }),
-        }
+        <Self as Named>::from_name(s)
     }
 
     /// The short name.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Fd => "fd",
-            Self::Mse => "mse",
-        }
+        self.name()
     }
 }
 

@@ -59,6 +59,53 @@ struct MixtureJson {
     samples: Option<serde_json::Value>,
 }
 
+/// The largest std whose variance is finite.
+const MAX_STD: f64 = 1e150;
+
+/// The K means as one flat `K × dim` list, after checking each has `dim` finite values
+/// (every length is checked before anything is allocated); the error is for field `means`.
+fn flat_means(
+    means: &[Vec<f64>],
+    dim: usize,
+    shape: &[usize],
+) -> std::result::Result<Vec<f64>, String> {
+    if let Some((i, m)) = means.iter().enumerate().find(|(_, m)| m.len() != dim) {
+        return Err(format!(
+            "means[{i}] has {} values; shape {shape:?} needs {dim}",
+            m.len()
+        ));
+    }
+    let mut flat = Vec::with_capacity(means.len() * dim);
+    for (i, m) in means.iter().enumerate() {
+        if let Some(j) = m.iter().position(|v| !v.is_finite()) {
+            return Err(format!("means[{i}][{j}] is not finite"));
+        }
+        flat.extend_from_slice(m);
+    }
+    Ok(flat)
+}
+
+/// Checks that `stds` has K (isotropic) or K × dim (diagonal) values in (0, [`MAX_STD`]];
+/// the error is for field `stds`.
+fn check_stds(stds: &Stds, k: usize, dim: usize) -> std::result::Result<(), String> {
+    let (values, what) = match stds {
+        Stds::Isotropic(s) if s.len() != k => {
+            return Err(format!("{} stds for {k} components", s.len()));
+        }
+        Stds::Diagonal(s) if s.len() != k * dim => {
+            return Err(format!("expected {k} rows of {dim} stds"));
+        }
+        Stds::Isotropic(s) | Stds::Diagonal(s) => (s, "stds"),
+    };
+    match values.iter().position(|s| !(*s > 0.0 && *s <= MAX_STD)) {
+        Some(j) => Err(format!(
+            "{what}[{j}] = {}; expected > 0 and at most {MAX_STD:e}",
+            values[j]
+        )),
+        None => Ok(()),
+    }
+}
+
 impl GaussianMixture {
     /// Builds a mixture, checking every field; `context` names the source in errors.
     pub fn new(
@@ -118,49 +165,22 @@ impl GaussianMixture {
                 ),
             ));
         }
-        let mut flat = Vec::with_capacity(k * dim);
-        for (i, m) in means.iter().enumerate() {
-            if m.len() != dim {
-                return Err(bad(
-                    "means",
-                    format!(
-                        "means[{i}] has {} values; shape {shape:?} needs {dim}",
-                        m.len()
-                    ),
-                ));
-            }
-            if let Some(j) = m.iter().position(|v| !v.is_finite()) {
-                return Err(bad("means", format!("means[{i}][{j}] is not finite")));
-            }
-            flat.extend_from_slice(m);
-        }
-        let check_std = |v: &[f64], what: &str| -> Result<()> {
-            match v.iter().position(|s| !s.is_finite() || *s <= 0.0) {
-                Some(j) => Err(bad("stds", format!("{what}[{j}] = {}; expected > 0", v[j]))),
-                None => Ok(()),
-            }
-        };
-        match &stds {
-            Stds::Isotropic(s) => {
-                if s.len() != k {
-                    return Err(bad("stds", format!("{} stds for {k} components", s.len())));
-                }
-                check_std(s, "stds")?;
-            }
-            Stds::Diagonal(s) => {
-                if s.len() != k * dim {
-                    return Err(bad("stds", format!("expected {k} rows of {dim} stds")));
-                }
-                check_std(s, "stds")?;
-            }
-        }
+        let flat = flat_means(&means, dim, &shape).map_err(|m| bad("means", m))?;
+        check_stds(&stds, k, dim).map_err(|m| bad("stds", m))?;
         let total: f64 = weights.iter().sum();
         let weights: Vec<f64> = weights.iter().map(|w| w / total).collect();
+        let mean_norms: Vec<f64> = flat
+            .chunks(dim)
+            .map(|m| m.iter().map(|v| v * v).sum())
+            .collect();
+        if let Some(i) = mean_norms.iter().position(|n| !n.is_finite()) {
+            return Err(bad(
+                "means",
+                format!("means[{i}] is too large: its squared norm overflows f64"),
+            ));
+        }
         Ok(Self {
-            mean_norms: flat
-                .chunks(dim)
-                .map(|m| m.iter().map(|v| v * v).sum())
-                .collect(),
+            mean_norms,
             means_matrix: std::sync::OnceLock::new(),
             log_weights: weights.iter().map(|w| w.ln()).collect(),
             weights,

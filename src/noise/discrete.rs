@@ -2,6 +2,7 @@
 //! DPM-Solver: t_i = (i + 1)/N and log α piecewise linear between grid points, so that at a grid
 //! point α(t_i)² equals `alphas_cumprod[i]` exactly.
 
+use crate::names::Named;
 use serde::{Deserialize, Serialize};
 
 /// How the N training betas are laid out (as DDPM / diffusers define them).
@@ -16,26 +17,20 @@ pub enum BetaSchedule {
     ScaledLinear,
 }
 
+impl Named for BetaSchedule {
+    const KIND: &'static str = "beta schedule";
+    const ALL: &'static [Self] = &[Self::Linear, Self::ScaledLinear];
+}
+
 impl BetaSchedule {
     /// Parses a `--betas` value.
     pub fn parse(name: &str) -> crate::Result<Self> {
-        match name {
-            "linear" => Ok(Self::Linear),
-            "scaled_linear" => Ok(Self::ScaledLinear),
-            _ => Err(crate::S3Error::UnknownName {
-                kind: "beta schedule",
-                name: name.to_string(),
-                expected: "linear, scaled_linear".to_string(),
-            }),
-        }
+        <Self as Named>::from_name(name)
     }
 
     /// The canonical name.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Linear => "linear",
-            Self::ScaledLinear => "scaled_linear",
-        }
+        self.name()
     }
 
     /// The N betas. They are rounded to f32 as diffusers stores them, then used in f64.

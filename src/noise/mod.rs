@@ -12,6 +12,7 @@ pub use discrete::{BetaSchedule, DiscreteVp};
 pub use flow::{FLOW_TRAIN_TIMESTEPS, FlowMatch};
 
 use crate::error::{Result, S3Error};
+use crate::names::Named;
 use serde::{Deserialize, Serialize};
 
 /// ScoreSDE's linear VP SDE: β(t) = β0 + t(β1 − β0) on t ∈ [0, 1].
@@ -42,9 +43,6 @@ pub enum NoiseSchedule {
     /// `flow`: α = 1 − t, σ = t (flow matching), t ∈ (0, 1], with diffusers' time shift.
     Flow(FlowMatch),
 }
-
-/// The names accepted by `--noise-schedule`.
-pub const NOISE_SCHEDULE_NAMES: &str = "vp-linear, vp-discrete, vp-cosine, edm, flow";
 
 /// The time shift of a spec that gives none (no shift).
 pub const DEFAULT_SHIFT: f64 = 1.0;
@@ -110,32 +108,26 @@ pub enum NoiseScheduleName {
     Flow,
 }
 
+impl Named for NoiseScheduleName {
+    const KIND: &'static str = "noise schedule";
+    const ALL: &'static [Self] = &[
+        Self::VpLinear,
+        Self::VpDiscrete,
+        Self::VpCosine,
+        Self::Edm,
+        Self::Flow,
+    ];
+}
+
 impl NoiseScheduleName {
     /// Parses a `--noise-schedule` value.
     pub fn parse(name: &str) -> Result<Self> {
-        match name {
-            "vp-linear" => Ok(Self::VpLinear),
-            "vp-discrete" => Ok(Self::VpDiscrete),
-            "vp-cosine" => Ok(Self::VpCosine),
-            "edm" => Ok(Self::Edm),
-            "flow" => Ok(Self::Flow),
-            _ => Err(S3Error::UnknownName {
-                kind: "noise schedule",
-                name: name.to_string(),
-                expected: NOISE_SCHEDULE_NAMES.to_string(),
-            }),
-        }
+        <Self as Named>::from_name(name)
     }
 
     /// The canonical name.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::VpLinear => "vp-linear",
-            Self::VpDiscrete => "vp-discrete",
-            Self::VpCosine => "vp-cosine",
-            Self::Edm => "edm",
-            Self::Flow => "flow",
-        }
+        self.name()
     }
 }
 

@@ -44,6 +44,18 @@ impl Conditions {
                 format!("{}: a 0-d array; expected [R, ...]", path.display()),
             ));
         };
+        if cond_shape.contains(&0) {
+            return Err(S3Error::field(
+                &ctx,
+                "conditioning.values",
+                format!(
+                    "{}: shape {:?} holds empty conditions; expected [R, ...] with every \
+                     dimension at least 1",
+                    path.display(),
+                    a.shape
+                ),
+            ));
+        }
         if r < 2 || c.null_index >= r {
             return Err(S3Error::field(
                 &ctx,

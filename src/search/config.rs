@@ -2,8 +2,9 @@
 
 use crate::error::{Result, S3Error};
 use crate::metric::MetricKind;
+use crate::names::Named;
 use crate::noise::NoiseScheduleSpec;
-use crate::solver::ClassicSolver;
+use crate::solver::{ClassicSolver, MAX_NFE};
 use serde::{Deserialize, Serialize};
 
 /// Which strategy proposes candidates.
@@ -19,33 +20,25 @@ pub enum StrategyKind {
     Random,
 }
 
-/// The names accepted by `--strategy`.
-pub const STRATEGY_NAMES: &str = "s3, evolution, random";
+impl Named for StrategyKind {
+    const KIND: &'static str = "strategy";
+    const ALL: &'static [Self] = &[Self::S3, Self::Evolution, Self::Random];
+}
 
 impl StrategyKind {
     /// Parses `--strategy`.
     pub fn parse(s: &str) -> Result<Self> {
-        match s {
-            "s3" => Ok(Self::S3),
-            "evolution" => Ok(Self::Evolution),
-            "random" => Ok(Self::Random),
-            _ => Err(S3Error::UnknownName {
-                kind: "strategy",
-                name: s.into(),
-                expected: STRATEGY_NAMES.into(),
-            }),
-        }
+        <Self as Named>::from_name(s)
     }
 
     /// The canonical name.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::S3 => "s3",
-            Self::Evolution => "evolution",
-            Self::Random => "random",
-        }
+        self.name()
     }
 }
+
+/// How many of the search's best schedules the final ranking re-evaluates by default.
+pub const DEFAULT_FINAL_TOP: usize = 5;
 
 /// Everything that defines a search run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,8 +91,8 @@ impl SearchConfig {
     /// Checks the numbers a user typed.
     pub fn validate(&self) -> Result<()> {
         let bad = |f: &str, m: &str| Err(S3Error::field("search", f, m));
-        if self.nfe == 0 {
-            return bad("--nfe", "must be at least 1");
+        if self.nfe == 0 || self.nfe > MAX_NFE {
+            return bad("--nfe", &format!("expected 1 to {MAX_NFE} model calls"));
         }
         if self.budget == 0 {
             return bad("--budget", "must be at least 1");

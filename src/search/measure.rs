@@ -13,7 +13,7 @@ impl SearchRunner<'_> {
         let ev = self.evaluator(cfg.final_samples, cfg.seed + 1)?;
         schedules
             .iter()
-            .map(|s| self.value(&ev, s).map(|(v, _)| v))
+            .map(|s| self.evaluations().value(&ev, s).map(|m| m.value))
             .collect()
     }
 }

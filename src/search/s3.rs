@@ -11,7 +11,9 @@
 //! of the archive and the stage's seed alone, so a resumed run proposes what the uninterrupted
 //! run would have.
 
-use super::strategy::{Evaluated, Proposal, Strategy, evolve};
+use super::evolution::{Made, evolve};
+use super::source::{Pick, TrialSource};
+use super::strategy::{Evaluated, PredictorStats, Proposal, StageProposal, Strategy};
 use crate::error::{Result, S3Error};
 use crate::noise::NoiseSchedule;
 use crate::predictor::{Encoder, Predictor, TrainConfig};
@@ -19,29 +21,12 @@ use crate::space::{Candidates, S3Settings, schedule_hash};
 use rand::Rng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use serde::Serialize;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 /// The smallest number of step slots of the encoding: every schedule up to NFE 10 (11 steps
 /// with AFS) fits, so one predictor can warm-start searches at any NFE in s3's target range.
 pub const MIN_ENCODER_STEPS: usize = 11;
-
-/// What the predictor did in the last stage (reported in the stage event and the run's
-/// checkpoint).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PredictorStats {
-    /// Evaluated trials it was trained on (0: the warm-start predictor used as loaded).
-    pub trials: usize,
-    /// Kendall τ between its scores and the true metric on its training trials.
-    pub train_tau: Option<f64>,
-    /// The same on the held-out trials (`s3.holdout` of the archive).
-    pub holdout_tau: Option<f64>,
-    /// Candidates scored this stage.
-    pub scored: usize,
-    /// Training and scoring time, seconds.
-    pub seconds: f64,
-}
 
 /// Where the strategy saves its predictor and what it records with it.
 #[derive(Debug, Clone)]
@@ -64,7 +49,6 @@ pub struct S3Search {
     ns: NoiseSchedule,
     encoder: Encoder,
     files: PredictorFiles,
-    last: Option<PredictorStats>,
 }
 
 /// Checks that `stem` is a loadable predictor whose encoding fits schedules of `nfe` calls;
@@ -118,7 +102,6 @@ impl S3Search {
             ns,
             encoder,
             files,
-            last: None,
         })
     }
 
@@ -185,88 +168,79 @@ impl S3Search {
         archive: &[Evaluated],
         taken: &mut HashSet<String>,
         rng: &mut StdRng,
-    ) -> Vec<(Proposal, String)> {
+    ) -> Vec<Made> {
         let count = self.settings.pool;
         let n_evolve = (count as f64 * self.settings.evolve_fraction).round() as usize;
         let mut raw = evolve(ops, archive, n_evolve, self.rank_bar, self.crossover, rng);
-        raw.extend((n_evolve..count).map(|_| Proposal {
-            schedule: ops.random(rng),
-            source: "random".into(),
-        }));
+        raw.extend((n_evolve..count).map(|_| Made::random(ops, rng)));
         raw.into_iter()
-            .filter_map(|p| {
-                let h = schedule_hash(&p.schedule);
-                taken.insert(h.clone()).then_some((p, h))
-            })
+            .filter(|m| taken.insert(schedule_hash(&m.schedule)))
             .collect()
     }
 }
 
 impl Strategy for S3Search {
-    fn name(&self) -> &'static str {
-        "s3"
-    }
-
     fn propose(
         &mut self,
         ops: &Candidates,
         archive: &[Evaluated],
         n: usize,
         rng: &mut StdRng,
-    ) -> Result<Vec<Proposal>> {
+    ) -> Result<StageProposal> {
         let start = std::time::Instant::now();
-        let mut taken: HashSet<String> = archive.iter().map(|e| e.hash.clone()).collect();
-        let mut out = Vec::with_capacity(n);
-        let rest = n;
-        self.last = None;
-        if rest == 0 {
-            return Ok(out);
+        if n == 0 {
+            return Ok(StageProposal::default());
         }
         let seed: u64 = rng.random();
         let Some((predictor, trials)) = self.stage_predictor(archive, seed)? else {
-            out.extend((0..rest).map(|_| Proposal {
-                schedule: ops.random(rng),
-                source: "random".into(),
-            }));
-            return Ok(out);
+            return Ok(StageProposal::plain(
+                (0..n).map(|_| Made::random(ops, rng).proposal()).collect(),
+            ));
         };
+        let mut taken: HashSet<String> = archive.iter().map(|e| e.hash.clone()).collect();
         let pool = self.pool(ops, archive, &mut taken, rng);
         let features = pool
             .iter()
-            .map(|(p, _)| self.encoder.encode(&p.schedule, &self.ns))
+            .map(|m| self.encoder.encode(&m.schedule, &self.ns))
             .collect::<Result<Vec<_>>>()?;
         let scores = predictor.score(&features)?;
+        let proposals = self.pick(&pool, &scores, n, rng);
+        let report = predictor.report().filter(|_| trials > 0);
+        Ok(StageProposal {
+            proposals,
+            report: Some(PredictorStats {
+                trials,
+                train_tau: report.map(|r| r.train_tau),
+                holdout_tau: report.and_then(|r| r.holdout_tau),
+                scored: pool.len(),
+                seconds: start.elapsed().as_secs_f64(),
+            }),
+        })
+    }
+}
+
+impl S3Search {
+    /// Up to `n` of the scored pool: the best scores (exploitation), then a share
+    /// `s3.exploration` of random picks from the rest (exploration).
+    fn pick(&self, pool: &[Made], scores: &[f64], n: usize, rng: &mut StdRng) -> Vec<Proposal> {
         let mut order: Vec<usize> = (0..pool.len()).collect();
         order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
-        let n_explore = (rest as f64 * self.settings.exploration).round() as usize;
-        let n_exploit = rest - n_explore.min(rest);
+        let n_explore = (n as f64 * self.settings.exploration).round() as usize;
+        let n_exploit = n - n_explore.min(n);
         let (best, others) = order.split_at(n_exploit.min(order.len()));
         let mut others = others.to_vec();
         others.shuffle(rng);
-        for (&i, label) in best.iter().map(|i| (i, "predicted")).chain(
-            others
-                .iter()
-                .take(rest - best.len())
-                .map(|i| (i, "explore")),
-        ) {
-            let p = &pool[i].0;
-            out.push(Proposal {
-                schedule: p.schedule.clone(),
-                source: format!("s3-{label}:{}", p.source),
-            });
-        }
-        let report = predictor.report().filter(|_| trials > 0);
-        self.last = Some(PredictorStats {
-            trials,
-            train_tau: report.map(|r| r.train_tau),
-            holdout_tau: report.and_then(|r| r.holdout_tau),
-            scored: pool.len(),
-            seconds: start.elapsed().as_secs_f64(),
-        });
-        Ok(out)
-    }
-
-    fn predictor_stats(&self) -> Option<PredictorStats> {
-        self.last.clone()
+        let explore = others.iter().take(n - best.len());
+        best.iter()
+            .map(|&i| (i, Pick::Predicted))
+            .chain(explore.map(|&i| (i, Pick::Explore)))
+            .map(|(i, pick)| Proposal {
+                schedule: pool[i].schedule.clone(),
+                source: TrialSource::S3 {
+                    pick,
+                    origin: pool[i].origin,
+                },
+            })
+            .collect()
     }
 }

@@ -143,6 +143,14 @@ impl Default for S3Settings {
     }
 }
 
+/// The most candidates one stage may generate and score (`s3.pool`): each is a schedule
+/// held in memory and scored by the predictor, and 10⁵ already takes minutes a stage.
+pub const MAX_POOL: usize = 100_000;
+/// The most random warm-up trials (`s3.warmup`).
+pub const MAX_WARMUP: usize = 100_000;
+/// The most best schedules parents are drawn from (`evolution.rank_bar`).
+pub const MAX_RANK_BAR: usize = 100_000;
+
 /// The shipped spaces, embedded so a search runs with no files around.
 const BUILTIN: [(&str, &str); 2] = [
     ("usf", include_str!("../../search_spaces/usf.json")),
@@ -150,13 +158,13 @@ const BUILTIN: [(&str, &str); 2] = [
 ];
 
 impl SearchSpace {
-    /// A shipped space by name (`usf`, `quick`) or a path to a space file.
     /// A stable identity of the space's contents (blake3 of its JSON, 32 hex digits).
     pub fn hash(&self) -> String {
         let json = serde_json::to_vec(self).expect("spaces serialise");
         blake3::hash(&json).to_hex()[..32].to_string()
     }
 
+    /// A shipped space by name (`usf`, `quick`) or a path to a space file.
     pub fn load(name_or_path: &str) -> Result<Self> {
         if let Some((_, text)) = BUILTIN.iter().find(|(n, _)| *n == name_or_path) {
             return Self::from_str(text, &format!("search space `{name_or_path}`"));
@@ -197,49 +205,53 @@ impl SearchSpace {
                 format!("{}; this build reads {SPACE_VERSION}", self.version),
             );
         }
-        let [a, b] = self.time.t_end_relative;
-        if !(a > 0.0 && a <= b && b.is_finite()) {
+        self.time.validate(ctx)?;
+        self.validate_priors(ctx)?;
+        self.validate_probabilities(ctx)?;
+        self.validate_sizes(ctx)?;
+        if !(0.0..0.9).contains(&self.s3.holdout) {
             return bad(
-                "time.t_end_relative",
-                format!("[{a}, {b}]; expected 0 < a ≤ b"),
+                "s3.holdout",
+                format!("{}; expected a fraction in [0, 0.9)", self.s3.holdout),
             );
         }
-        if !(self.time.jitter_std >= 0.0 && self.time.jitter_std < 1.0) {
-            return bad(
-                "time.jitter_std",
-                format!("{}; expected in [0, 1)", self.time.jitter_std),
-            );
-        }
-        if !(self.time.min_gap > 0.0 && self.time.min_gap < 0.1) {
-            return bad(
-                "time.min_gap",
-                format!("{}; expected in (0, 0.1)", self.time.min_gap),
-            );
-        }
-        check_prior(
-            ctx,
-            "priors.order",
-            &self.priors.order,
-            &["1", "2", "3", "4"],
-        )?;
-        check_prior(
-            ctx,
-            "priors.prediction",
-            &self.priors.prediction,
-            &["noise", "data"],
-        )?;
+        Ok(())
+    }
+
+    fn validate_priors(&self, ctx: &str) -> Result<()> {
+        let p = &self.priors;
+        check_prior(ctx, "priors.order", &p.order, &["1", "2", "3", "4"])?;
+        check_prior(ctx, "priors.prediction", &p.prediction, &["noise", "data"])?;
         check_prior(
             ctx,
             "priors.first_derivative_points",
-            &self.priors.first_derivative_points,
+            &p.first_derivative_points,
             &["1", "2", "3"],
         )?;
         check_prior(
             ctx,
             "priors.afs",
-            &self.priors.afs,
+            &p.afs,
             &["none", "zero_x0", "average_x0"],
         )?;
+        if p.relaxation_values.is_empty() || p.relaxation_values.iter().any(|v| !v.is_finite()) {
+            return Err(S3Error::field(
+                ctx,
+                "priors.relaxation_values",
+                "expected a non-empty list of numbers",
+            ));
+        }
+        if !(p.relaxation_std >= 0.0 && p.relaxation_std.is_finite()) {
+            return Err(S3Error::field(
+                ctx,
+                "priors.relaxation_std",
+                "expected a finite number ≥ 0",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_probabilities(&self, ctx: &str) -> Result<()> {
         let probs = [
             ("priors.linear_relaxation", self.priors.linear_relaxation),
             ("priors.corrector", self.priors.corrector),
@@ -252,35 +264,60 @@ impl SearchSpace {
             ("s3.evolve_fraction", self.s3.evolve_fraction),
             ("s3.exploration", self.s3.exploration),
         ];
-        for (f, p) in probs {
-            if !(0.0..=1.0).contains(&p) {
-                return bad(f, format!("{p}; expected a probability in [0, 1]"));
-            }
+        match probs.iter().find(|(_, p)| !(0.0..=1.0).contains(p)) {
+            Some((f, p)) => Err(S3Error::field(
+                ctx,
+                *f,
+                format!("{p}; expected a probability in [0, 1]"),
+            )),
+            None => Ok(()),
         }
-        if self.priors.relaxation_values.is_empty()
-            || self.priors.relaxation_values.iter().any(|v| !v.is_finite())
-        {
+    }
+
+    /// The counts, each between 1 (0 for the warm-up) and its named limit, so an oversized
+    /// space is refused when it is loaded, before a run is recorded or anything allocated.
+    fn validate_sizes(&self, ctx: &str) -> Result<()> {
+        let sizes = [
+            (
+                "evolution.rank_bar",
+                self.evolution.rank_bar,
+                1,
+                MAX_RANK_BAR,
+            ),
+            ("s3.pool", self.s3.pool, 1, MAX_POOL),
+            ("s3.warmup", self.s3.warmup, 0, MAX_WARMUP),
+        ];
+        match sizes.iter().find(|(_, n, lo, hi)| !(*lo..=*hi).contains(n)) {
+            Some((f, n, lo, hi)) => Err(S3Error::field(
+                ctx,
+                *f,
+                format!("{n}; expected {lo} to {hi}"),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+impl TimeSpace {
+    fn validate(&self, ctx: &str) -> Result<()> {
+        let bad = |f: &str, m: String| Err(S3Error::field(ctx, f, m));
+        let [a, b] = self.t_end_relative;
+        if !(a > 0.0 && a <= b && b.is_finite()) {
             return bad(
-                "priors.relaxation_values",
-                "expected a non-empty list of numbers".into(),
+                "time.t_end_relative",
+                format!("[{a}, {b}]; expected 0 < a ≤ b"),
             );
         }
-        if !(self.priors.relaxation_std >= 0.0 && self.priors.relaxation_std.is_finite()) {
+        if !(self.jitter_std >= 0.0 && self.jitter_std < 1.0) {
             return bad(
-                "priors.relaxation_std",
-                "expected a finite number ≥ 0".into(),
+                "time.jitter_std",
+                format!("{}; expected in [0, 1)", self.jitter_std),
             );
         }
-        if self.evolution.rank_bar == 0 {
-            return bad("evolution.rank_bar", "expected at least 1".into());
-        }
-        if self.s3.pool == 0 {
-            return bad("s3.pool", "expected at least 1".into());
-        }
-        if !(0.0..0.9).contains(&self.s3.holdout) {
+        if !(self.min_gap > 0.0 && self.min_gap < 0.1) {
             return bad(
-                "s3.holdout",
-                format!("{}; expected a fraction in [0, 0.9)", self.s3.holdout),
+                "time.min_gap",
+                format!("{}; expected in (0, 0.1)", self.min_gap),
             );
         }
         Ok(())

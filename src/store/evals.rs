@@ -2,6 +2,7 @@
 //! [`Store::finish_trial`], read before paying for an evaluation.
 
 use super::codec::{decode, encode, now_unix, sled_error, store_error};
+use super::journal::{EVALS_JOURNAL, Entry};
 use super::keys::describe_key;
 use super::records::EvalRecord;
 use super::{CachedEval, EVALS, EvalKey, Store};
@@ -38,10 +39,11 @@ impl Store {
     /// Caches an evaluation made outside any trial (e.g. a classic solver measured as the
     /// reference line, or a final re-evaluation), attributed to `origin` (a run id). An entry
     /// already cached is kept (the first evaluation stays); a digest collision with a different
-    /// key is an error. Durable before returning.
+    /// key is an error. Journaled in `evals.jsonl`, then written to the index and flushed
+    /// before returning.
     pub fn put_eval(&self, key: &EvalKey, eval: &CachedEval, origin: &str) -> Result<()> {
-        if let Some(existing) = self.cached_eval(key)? {
-            let _ = existing;
+        let _write = self.write_lock();
+        if self.cached_eval(key)?.is_some() {
             return Ok(());
         }
         if !eval.value.is_finite() || !eval.seconds.is_finite() {
@@ -59,6 +61,8 @@ impl Store {
             created_unix: now_unix(),
         };
         let bytes = encode(&self.path, EVALS, digest.as_bytes(), &record)?;
+        let journal = self.path.join(EVALS_JOURNAL);
+        self.journal_at(&journal, &Entry::Eval { record }, false)?;
         self.evals
             .insert(digest.as_bytes(), bytes)
             .map_err(|e| sled_error(&self.path, "cannot write the evaluation cache", e))?;

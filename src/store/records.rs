@@ -92,3 +92,11 @@ pub(crate) struct EvalRecord {
     /// When it was stored.
     pub created_unix: f64,
 }
+
+impl Trial {
+    /// Whether a crash or kill interrupted this trial (the store marked it Failed when it
+    /// was reopened): it was never evaluated, so it does not count against a budget.
+    pub fn was_interrupted(&self) -> bool {
+        self.status == TrialStatus::Failed && self.error.as_deref() == Some(super::INTERRUPTED)
+    }
+}

@@ -1,11 +1,13 @@
 //! Trials: begun as Running, then finished (with the value, cached atomically) or failed —
-//! and immutable from then on.
+//! and immutable from then on. Every change is a journal line first, then a sled
+//! transaction (see the crash contract in the module above).
 
 use sled::Transactional;
 
 use super::codec::{
     abort_on_error, decode, encode, now_unix, sled_error, store_error, transaction_result,
 };
+use super::journal::Entry;
 use super::keys::{check_run_id, describe_key, trial_key, trial_prefix};
 use super::records::EvalRecord;
 use super::{COUNTERS, CachedEval, EVALS, EvalKey, Store, TRIALS, Trial, TrialStatus};
@@ -13,8 +15,8 @@ use crate::error::Result;
 
 impl Store {
     /// Records a trial as Running (durable) and returns it with its number: the next one of
-    /// run `run_id` (0, 1, 2 …), allocated in the same transaction as the insert, so numbers
-    /// are unique even with several threads. Error if the run does not exist.
+    /// run `run_id` (0, 1, 2 …). Writes are serialised, so numbers are unique even with
+    /// several threads. Error if the run does not exist.
     pub fn begin_trial(
         &self,
         run_id: &str,
@@ -31,65 +33,72 @@ impl Store {
                 format!("cannot begin a trial of run `{run_id}`: the schedule hash is empty"),
             ));
         }
-        let created_unix = now_unix();
-        let result =
-            (&self.runs, &self.trials, &self.counters).transaction(|(runs, trials, counters)| {
-                if runs.get(run_id.as_bytes())?.is_none() {
-                    return abort_on_error(Err(store_error(
-                        path,
-                        format!("cannot begin a trial: no run `{run_id}`"),
-                    )));
-                }
-                let number: u64 = match counters.get(run_id.as_bytes())? {
-                    Some(bytes) => {
-                        abort_on_error(decode(path, COUNTERS, run_id.as_bytes(), &bytes))?
-                    }
-                    None => 0,
-                };
-                let key = trial_key(run_id, number);
-                if trials.get(&key)?.is_some() {
-                    return abort_on_error(Err(store_error(
-                        path,
-                        format!(
-                            "trial counter of run `{run_id}` points at the existing trial {}",
-                            describe_key(TRIALS, &key)
-                        ),
-                    )));
-                }
-                let trial = Trial {
-                    run_id: run_id.to_string(),
-                    number,
-                    schedule_hash: schedule_hash.to_string(),
-                    schedule: schedule.clone(),
-                    stage,
-                    source: source.to_string(),
-                    status: TrialStatus::Running,
-                    value: None,
-                    cached: false,
-                    error: None,
-                    created_unix,
-                    finished_unix: None,
-                };
-                trials.insert(
-                    key.as_slice(),
-                    abort_on_error(encode(path, TRIALS, &key, &trial))?,
-                )?;
-                let next =
-                    abort_on_error(encode(path, COUNTERS, run_id.as_bytes(), &(number + 1)))?;
-                counters.insert(run_id.as_bytes(), next)?;
-                Ok(trial)
-            });
-        let trial = transaction_result(
-            path,
-            &format!("cannot begin a trial of run `{run_id}`"),
-            result,
+        let _write = self.write_lock();
+        let number = self.next_trial_number(run_id)?;
+        let trial = Trial {
+            run_id: run_id.to_string(),
+            number,
+            schedule_hash: schedule_hash.to_string(),
+            schedule,
+            stage,
+            source: source.to_string(),
+            status: TrialStatus::Running,
+            value: None,
+            cached: false,
+            error: None,
+            created_unix: now_unix(),
+            finished_unix: None,
+        };
+        let key = trial_key(run_id, number);
+        let bytes = encode(path, TRIALS, &key, &trial)?;
+        let next = encode(path, COUNTERS, run_id.as_bytes(), &(number + 1))?;
+        self.journal_run(
+            run_id,
+            &Entry::Begin {
+                trial: trial.clone(),
+            },
         )?;
+        let result = (&self.trials, &self.counters).transaction(|(trials, counters)| {
+            trials.insert(key.as_slice(), bytes.as_slice())?;
+            counters.insert(run_id.as_bytes(), next.as_slice())?;
+            Ok(())
+        });
+        let what = format!("cannot begin a trial of run `{run_id}`");
+        transaction_result::<()>(path, &what, result)?;
         self.flush()?;
         Ok(trial)
     }
 
-    /// Marks it Finished with `value`, and stores `value` in the eval cache under `key`,
-    /// atomically (one sled transaction over both trees), then flushes.
+    /// The number the next trial of run `run_id` gets; error if there is no such run or the
+    /// counter points at an existing trial. Called under the write lock.
+    fn next_trial_number(&self, run_id: &str) -> Result<u64> {
+        let path = &self.path;
+        let read = |e| sled_error(path, &format!("cannot begin a trial of run `{run_id}`"), e);
+        if !self.runs.contains_key(run_id.as_bytes()).map_err(read)? {
+            return Err(store_error(
+                path,
+                format!("cannot begin a trial: no run `{run_id}`"),
+            ));
+        }
+        let number: u64 = match self.counters.get(run_id.as_bytes()).map_err(read)? {
+            Some(bytes) => decode(path, COUNTERS, run_id.as_bytes(), &bytes)?,
+            None => 0,
+        };
+        let key = trial_key(run_id, number);
+        if self.trials.contains_key(&key).map_err(read)? {
+            return Err(store_error(
+                path,
+                format!(
+                    "trial counter of run `{run_id}` points at the existing trial {}",
+                    describe_key(TRIALS, &key)
+                ),
+            ));
+        }
+        Ok(number)
+    }
+
+    /// Marks it Finished with `value`, and stores `value` in the eval cache under `key`:
+    /// one journal line, then one sled transaction over both trees, then a flush.
     ///
     /// Refused, with nothing written: a trial that is not Running (finished and failed
     /// trials are immutable), a non-finite value or time, a `key` whose schedule hash is not
@@ -116,113 +125,146 @@ impl Store {
                 ),
             ));
         }
-        let digest = key.digest();
+        let _write = self.write_lock();
+        let (before, mut trial) = self.read_running(&tkey, "finish")?;
+        if trial.schedule_hash != key.schedule_hash {
+            return Err(store_error(
+                path,
+                format!(
+                    "cannot finish trial {name}: its schedule hash is {} but the evaluation \
+                     key's is {}",
+                    trial.schedule_hash, key.schedule_hash
+                ),
+            ));
+        }
         let finished_unix = now_unix();
-        let result = (&self.trials, &self.evals).transaction(|(trials, evals)| {
-            let bytes = trials.get(&tkey)?;
-            let mut trial = abort_on_error(self.running_trial(&tkey, bytes.as_deref(), "finish"))?;
-            if trial.schedule_hash != key.schedule_hash {
-                return abort_on_error(Err(store_error(
-                    path,
-                    format!(
-                        "cannot finish trial {name}: its schedule hash is {} but the \
-                         evaluation key's is {}",
-                        trial.schedule_hash, key.schedule_hash
-                    ),
-                )));
+        let new_eval =
+            self.new_cache_entry(&name, run_id, number, key, eval, cached, finished_unix)?;
+        trial.status = TrialStatus::Finished;
+        trial.value = Some(eval.value);
+        trial.cached = cached;
+        trial.finished_unix = Some(finished_unix);
+        let digest = key.digest();
+        let eval_bytes = new_eval
+            .as_ref()
+            .map(|r| encode(path, EVALS, digest.as_bytes(), r))
+            .transpose()?;
+        let entry = Entry::Finish {
+            trial: trial.clone(),
+            key: key.clone(),
+            eval: eval.clone(),
+            cache: new_eval,
+        };
+        self.commit_trial(&tkey, &before, &trial, &entry, |evals| {
+            if let Some(bytes) = &eval_bytes {
+                evals.insert(digest.as_bytes(), bytes.as_slice())?;
             }
-            let existing: Option<EvalRecord> = match evals.get(digest.as_bytes())? {
-                Some(bytes) => Some(abort_on_error(decode(
-                    path,
-                    EVALS,
-                    digest.as_bytes(),
-                    &bytes,
-                ))?),
-                None => None,
-            };
-            match &existing {
-                Some(record) if record.key != *key => {
-                    return abort_on_error(Err(store_error(
-                        path,
-                        format!(
-                            "evaluation {} is stored for a different key ({:?}) than {:?}",
-                            describe_key(EVALS, digest.as_bytes()),
-                            record.key,
-                            key
-                        ),
-                    )));
-                }
-                Some(record) if cached && record.eval.value != eval.value => {
-                    return abort_on_error(Err(store_error(
-                        path,
-                        format!(
-                            "cannot finish trial {name} as cached: the cache holds {} for its \
-                             key, not {}",
-                            record.eval.value, eval.value
-                        ),
-                    )));
-                }
-                None if cached => {
-                    return abort_on_error(Err(store_error(
-                        path,
-                        format!(
-                            "cannot finish trial {name} as cached: the cache holds nothing \
-                             for its key"
-                        ),
-                    )));
-                }
-                Some(_) => {}
-                None => {
-                    let record = EvalRecord {
-                        key: key.clone(),
-                        eval: eval.clone(),
-                        run_id: run_id.to_string(),
-                        trial: number,
-                        created_unix: finished_unix,
-                    };
-                    let bytes = abort_on_error(encode(path, EVALS, digest.as_bytes(), &record))?;
-                    evals.insert(digest.as_bytes(), bytes)?;
-                }
-            }
-            trial.status = TrialStatus::Finished;
-            trial.value = Some(eval.value);
-            trial.cached = cached;
-            trial.finished_unix = Some(finished_unix);
-            trials.insert(
-                tkey.as_slice(),
-                abort_on_error(encode(path, TRIALS, &tkey, &trial))?,
-            )?;
-            Ok(trial)
-        });
-        let trial = transaction_result(path, &format!("cannot finish trial {name}"), result)?;
-        self.flush()?;
+            Ok(())
+        })?;
         Ok(trial)
     }
 
-    /// Marks it Failed with a message (durable). Error if the trial is not Running.
-    pub fn fail_trial(&self, run_id: &str, number: u64, error: &str) -> Result<Trial> {
+    /// The cache entry finishing trial `name` creates (`None` when the cache holds `key`
+    /// already), or the error why it cannot finish: the cache holds another key under the
+    /// digest, or `cached` is claimed for a value the cache does not hold.
+    #[allow(clippy::too_many_arguments)]
+    fn new_cache_entry(
+        &self,
+        name: &str,
+        run_id: &str,
+        number: u64,
+        key: &EvalKey,
+        eval: &CachedEval,
+        cached: bool,
+        created_unix: f64,
+    ) -> Result<Option<EvalRecord>> {
         let path = &self.path;
+        match self.cached_eval(key)? {
+            Some(found) if cached && found.value != eval.value => Err(store_error(
+                path,
+                format!(
+                    "cannot finish trial {name} as cached: the cache holds {} for its key, \
+                     not {}",
+                    found.value, eval.value
+                ),
+            )),
+            Some(_) => Ok(None),
+            None if cached => Err(store_error(
+                path,
+                format!(
+                    "cannot finish trial {name} as cached: the cache holds nothing for its key"
+                ),
+            )),
+            None => Ok(Some(EvalRecord {
+                key: key.clone(),
+                eval: eval.clone(),
+                run_id: run_id.to_string(),
+                trial: number,
+                created_unix,
+            })),
+        }
+    }
+
+    /// Marks it Failed with a message (journaled, then durable in the index). Error if the
+    /// trial is not Running.
+    pub fn fail_trial(&self, run_id: &str, number: u64, error: &str) -> Result<Trial> {
         let tkey = trial_key(run_id, number);
-        let finished_unix = now_unix();
-        let result = self.trials.transaction(|trials| {
-            let bytes = trials.get(&tkey)?;
-            let mut trial = abort_on_error(self.running_trial(&tkey, bytes.as_deref(), "fail"))?;
-            trial.status = TrialStatus::Failed;
-            trial.error = Some(error.to_string());
-            trial.finished_unix = Some(finished_unix);
-            trials.insert(
-                tkey.as_slice(),
-                abort_on_error(encode(path, TRIALS, &tkey, &trial))?,
-            )?;
-            Ok(trial)
-        });
-        let trial = transaction_result(
-            path,
-            &format!("cannot fail trial {}", describe_key(TRIALS, &tkey)),
-            result,
-        )?;
-        self.flush()?;
+        let _write = self.write_lock();
+        let (before, mut trial) = self.read_running(&tkey, "fail")?;
+        trial.status = TrialStatus::Failed;
+        trial.error = Some(error.to_string());
+        trial.finished_unix = Some(now_unix());
+        let entry = Entry::Fail {
+            trial: trial.clone(),
+        };
+        self.commit_trial(&tkey, &before, &trial, &entry, |_| Ok(()))?;
         Ok(trial)
+    }
+
+    /// Reads the Running trial under `key` (under the write lock): its record bytes and the
+    /// trial, or the error saying why it cannot `action` ("finish" or "fail").
+    fn read_running(&self, key: &[u8], action: &str) -> Result<(sled::IVec, Trial)> {
+        let bytes = self.trials.get(key).map_err(|e| {
+            sled_error(
+                &self.path,
+                &format!("cannot {action} trial {}", describe_key(TRIALS, key)),
+                e,
+            )
+        })?;
+        let trial = self.running_trial(key, bytes.as_deref(), action)?;
+        Ok((bytes.expect("running_trial refuses a missing trial"), trial))
+    }
+
+    /// Writes a trial's end: `entry` to the run's journal, then one transaction that
+    /// replaces the record `before` with `trial` and does `more` on the evals tree, then a
+    /// flush. Called under the write lock.
+    fn commit_trial(
+        &self,
+        tkey: &[u8],
+        before: &sled::IVec,
+        trial: &Trial,
+        entry: &Entry,
+        more: impl Fn(
+            &sled::transaction::TransactionalTree,
+        ) -> sled::transaction::ConflictableTransactionResult<(), crate::S3Error>,
+    ) -> Result<()> {
+        let path = &self.path;
+        let name = describe_key(TRIALS, tkey);
+        let bytes = encode(path, TRIALS, tkey, trial)?;
+        self.journal_run(&trial.run_id, entry)?;
+        let result = (&self.trials, &self.evals).transaction(|(trials, evals)| {
+            if trials.get(tkey)?.as_ref() != Some(before) {
+                return abort_on_error(Err(store_error(
+                    path,
+                    format!("trial {name} changed while it was being written"),
+                )));
+            }
+            more(evals)?;
+            trials.insert(tkey, bytes.as_slice())?;
+            Ok(())
+        });
+        transaction_result(path, &format!("cannot write trial {name}"), result)?;
+        self.flush()
     }
 
     /// Trial `number` of run `run_id`, or `None` if there is none.
