@@ -8,6 +8,7 @@ pub mod error;
 pub mod eval;
 pub mod export;
 pub mod io;
+pub mod limits;
 pub mod metric;
 pub mod model;
 pub mod names;

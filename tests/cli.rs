@@ -552,7 +552,7 @@ fn empty_fid_statistics_are_refused() {
         mu: vec![],
         cov: vec![],
     };
-    s3::io::npz_stats::write_fid_stats(&path, &empty).unwrap();
+    s3::metric::stats_file::write_fid_stats(&path, &empty).unwrap();
     let p = path.to_str().unwrap();
     let e = fails(&["fid", p, p]);
     assert!(e.contains("empty.npz") && e.contains("d ≥ 1"), "{e}");

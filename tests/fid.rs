@@ -9,7 +9,7 @@
 mod common;
 use common::{ok, s3};
 
-use s3::io::npz_stats::read_fid_stats;
+use s3::metric::stats_file::read_fid_stats;
 use std::path::Path;
 use std::process::Command;
 

@@ -6,7 +6,7 @@
 
 use s3::io::images::read_images;
 use s3::io::npy::{read_array, read_samples};
-use s3::io::npz_stats::read_fid_stats;
+use s3::metric::stats_file::read_fid_stats;
 use std::path::PathBuf;
 
 fn fixture(name: &str) -> PathBuf {

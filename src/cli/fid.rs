@@ -4,7 +4,8 @@
 use super::out::outln;
 use anyhow::{Context, Result};
 use clap::Args;
-use s3::io::{images::read_images, npz_stats};
+use s3::io::images::read_images;
+use s3::metric::stats_file as npz_stats;
 use s3::metric::{Moments, frechet_distance};
 use s3::onnx::{Device, FeatureExtractor, SessionOptions, models_dir};
 use std::path::{Path, PathBuf};

@@ -5,7 +5,7 @@
 
 use super::{DataSource, Dataset};
 use crate::error::{Result, S3Error};
-use crate::io::npz_stats::read_fid_stats;
+use crate::metric::stats_file::read_fid_stats;
 use crate::metric::{MetricKind, Moments};
 use crate::model::{Denoiser, GaussianMixture};
 use crate::onnx::{

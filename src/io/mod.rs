@@ -3,4 +3,3 @@
 pub mod grid;
 pub mod images;
 pub mod npy;
-pub mod npz_stats;

@@ -9,6 +9,7 @@
 pub mod features;
 pub mod frechet;
 pub mod reference_cache;
+pub mod stats_file;
 pub mod teacher;
 
 pub use features::FeatureMap;
@@ -16,7 +17,7 @@ pub use frechet::{Moments, frechet_distance};
 pub use reference_cache::{REFERENCES_DIR, ReferenceCache, ReferenceInfo};
 pub use teacher::{DEFAULT_REFERENCE_NFE, MIN_REFERENCE_NFE, psnr_db};
 
-use crate::error::{Result, S3Error};
+use crate::error::Result;
 use crate::names::Named;
 use crate::noise::NoiseSchedule;
 use rand::SeedableRng;
@@ -51,24 +52,7 @@ impl MetricKind {
     }
 }
 
-/// The most values one sample buffer may hold (2³⁰ f32 = 4 GiB; the sampler keeps several
-/// such buffers), so an oversized `--samples` or shape is a clear error before any work or
-/// store record instead of an aborted allocation.
-pub const MAX_SAMPLE_VALUES: usize = 1 << 30;
-
-/// Checks that `n` samples of `dim` values fit one buffer; `flag` names the count in the error.
-pub fn check_sample_size(n: usize, dim: usize, flag: &str) -> Result<()> {
-    match n.checked_mul(dim) {
-        Some(v) if v <= MAX_SAMPLE_VALUES => Ok(()),
-        _ => Err(S3Error::field(
-            "samples",
-            flag,
-            format!(
-                "{n} samples × {dim} values each exceeds the limit of {MAX_SAMPLE_VALUES} values (4 GiB of f32 per buffer); use fewer samples"
-            ),
-        )),
-    }
-}
+pub use crate::limits::{MAX_SAMPLE_VALUES, check_sample_size};
 
 /// Standard-normal noise z (`n × dim`, f32) from `seed`.
 pub fn standard_noise(n: usize, dim: usize, seed: u64) -> Vec<f32> {

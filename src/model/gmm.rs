@@ -125,13 +125,13 @@ impl GaussianMixture {
         let dim = shape
             .iter()
             .try_fold(1usize, |d, &s| d.checked_mul(s))
-            .filter(|&d| d <= crate::metric::MAX_SAMPLE_VALUES)
+            .filter(|&d| d <= crate::limits::MAX_SAMPLE_VALUES)
             .ok_or_else(|| {
                 bad(
                     "shape",
                     format!(
                         "{shape:?} holds more than {} values per sample",
-                        crate::metric::MAX_SAMPLE_VALUES
+                        crate::limits::MAX_SAMPLE_VALUES
                     ),
                 )
             })?;

@@ -17,6 +17,7 @@
 
 use super::session::{Input, OnnxSession, SessionOptions};
 use crate::error::{Result, S3Error};
+pub use crate::io::images::{Images, quantize};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -43,60 +44,6 @@ pub struct ExtractorConfig {
     pub dims: usize,
     #[serde(default)]
     pub source: String,
-}
-
-/// 8-bit images, channels first: `count × 3 × height × width` values.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Images {
-    pub count: usize,
-    pub height: usize,
-    pub width: usize,
-    pub data: Vec<u8>,
-}
-
-/// Quantises a model sample value in [−1, 1] to 8 bits, like saving it as a PNG.
-pub fn quantize(x: f32) -> u8 {
-    ((x as f64 + 1.0) * 127.5).round().clamp(0.0, 255.0) as u8
-}
-
-impl Images {
-    /// Quantised copies of model samples `[n, C, H, W]` in [−1, 1] (C = 3, or 1, repeated
-    /// to 3 channels as pytorch-fid converts grey images to RGB).
-    pub fn from_samples(x: &[f32], shape: &[usize]) -> Result<Self> {
-        let [c, h, w] = match shape {
-            [c, h, w] if *c == 1 || *c == 3 => [*c, *h, *w],
-            _ => {
-                return Err(S3Error::Shape(format!(
-                    "FID needs image samples of shape [3, H, W] or [1, H, W], got {shape:?}"
-                )));
-            }
-        };
-        let dim = c * h * w;
-        if !x.len().is_multiple_of(dim) {
-            return Err(S3Error::Shape(format!(
-                "{} values are not a whole number of {shape:?} samples",
-                x.len()
-            )));
-        }
-        let count = x.len() / dim;
-        let mut data = Vec::with_capacity(count * 3 * h * w);
-        for s in x.chunks(dim) {
-            for ch in 0..3 {
-                let src = if c == 1 { 0 } else { ch };
-                data.extend(
-                    s[src * h * w..(src + 1) * h * w]
-                        .iter()
-                        .map(|&v| quantize(v)),
-                );
-            }
-        }
-        Ok(Self {
-            count,
-            height: h,
-            width: w,
-            data,
-        })
-    }
 }
 
 /// A loaded feature extractor.

@@ -4,9 +4,9 @@
 //! order and C or Fortran order (see [`crate::io::npy`]); writes float64
 //! with the same two keys, deflate-compressed, so numpy and pytorch-fid load s3's files.
 
+use super::Moments;
 use crate::error::{Result, S3Error};
 use crate::io::npy::{NpyArray, Numeric};
-use crate::metric::Moments;
 use npyz::WriterBuilder;
 use std::io::{Read, Write};
 use std::path::Path;
