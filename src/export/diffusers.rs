@@ -333,32 +333,19 @@ fn discrete(plan: &Plan, d: &DiscreteVp) -> Result<Exported> {
         BetaSchedule::Linear => (0.0001, 0.02),
         BetaSchedule::ScaledLinear => (0.00085, 0.012),
     };
-    let notes = with_searched_for(plan, notes);
-    let file = DiffusersFile {
-        searched_for: plan.context.searched_for.map(|s| s.label()),
-        format: "s3-diffusers-export",
-        version: 1,
-        name: plan.schedule.name.clone(),
-        noise_schedule: NoiseInfo {
-            name: plan.ns.name(),
-            num_train_timesteps: Some(train),
-            beta_schedule: Some(d.beta_schedule().as_str()),
-            beta_start: Some(beta_start),
-            beta_end: Some(beta_end),
-            shift: None,
-        },
-        timesteps: Some(ks),
-        sigmas: None,
-        sigma_ramp: None,
-        scheduler_hint: Hint { class, config },
-        usage,
-        usage_ddpm_pipeline: Some(ddpm_usage_lines(plan.n)),
-        notes: notes.clone(),
+    let noise_schedule = NoiseInfo {
+        name: plan.ns.name(),
+        num_train_timesteps: Some(train),
+        beta_schedule: Some(d.beta_schedule().as_str()),
+        beta_start: Some(beta_start),
+        beta_end: Some(beta_end),
+        shift: None,
     };
-    Ok(Exported {
-        text: serde_json::to_string_pretty(&file).expect("serialises") + "\n",
-        notes,
-    })
+    let file = DiffusersFile {
+        timesteps: Some(ks),
+        ..DiffusersFile::new(plan, noise_schedule, Hint { class, config }, usage, notes)
+    };
+    Ok(file.exported())
 }
 
 /// `sigmas` for EulerDiscreteScheduler (VP) or EDMEulerScheduler (EDM, plus `sigma_ramp`).
@@ -444,25 +431,14 @@ fn continuous(plan: &Plan) -> Result<Exported> {
             Some(ddpm_usage_lines(plan.n)),
         )
     };
-    let notes = with_searched_for(plan, notes);
+    let noise_schedule = NoiseInfo::named(plan.ns.name());
     let file = DiffusersFile {
-        searched_for: plan.context.searched_for.map(|s| s.label()),
-        format: "s3-diffusers-export",
-        version: 1,
-        name: plan.schedule.name.clone(),
-        noise_schedule: NoiseInfo::named(plan.ns.name()),
-        timesteps: None,
         sigmas: Some(sigmas),
         sigma_ramp,
-        scheduler_hint: Hint { class, config },
-        usage,
         usage_ddpm_pipeline: ddpm,
-        notes: notes.clone(),
+        ..DiffusersFile::new(plan, noise_schedule, Hint { class, config }, usage, notes)
     };
-    Ok(Exported {
-        text: serde_json::to_string_pretty(&file).expect("serialises") + "\n",
-        notes,
-    })
+    Ok(file.exported())
 }
 
 /// `sigmas` for FlowMatchEulerDiscreteScheduler (or UniPCMultistepScheduler with flow sigmas
@@ -558,32 +534,56 @@ fn flow(plan: &Plan, f: &FlowMatch) -> Result<Exported> {
         plan.n,
         &format!("{class} has no init_noise_sigma or scale_model_input to miss there"),
     ));
-    let notes = with_searched_for(plan, notes);
-    let file = DiffusersFile {
-        searched_for: plan.context.searched_for.map(|s| s.label()),
-        format: "s3-diffusers-export",
-        version: 1,
-        name: plan.schedule.name.clone(),
-        noise_schedule: NoiseInfo {
-            num_train_timesteps: Some(FLOW_TRAIN_TIMESTEPS),
-            shift: Some(f.shift()),
-            ..NoiseInfo::named(plan.ns.name())
-        },
-        timesteps: None,
-        sigmas: Some(sigmas),
-        sigma_ramp: None,
-        scheduler_hint: Hint { class, config },
-        usage: flow_usage_lines(class),
-        usage_ddpm_pipeline: Some(ddpm_usage_lines(plan.n)),
-        notes: notes.clone(),
+    let noise_schedule = NoiseInfo {
+        num_train_timesteps: Some(FLOW_TRAIN_TIMESTEPS),
+        shift: Some(f.shift()),
+        ..NoiseInfo::named(plan.ns.name())
     };
-    Ok(Exported {
-        text: serde_json::to_string_pretty(&file).expect("serialises") + "\n",
-        notes,
-    })
+    let usage = flow_usage_lines(class);
+    let file = DiffusersFile {
+        sigmas: Some(sigmas),
+        ..DiffusersFile::new(plan, noise_schedule, Hint { class, config }, usage, notes)
+    };
+    Ok(file.exported())
 }
 
 /// [`usage_lines`] for flow: the sigmas as a numpy array (UniPC's set_timesteps needs one).
+impl DiffusersFile {
+    /// The file of `plan` with its noise schedule, scheduler hint, usage lines and notes (led
+    /// by the searched-for note when the caller gave one), the DDPMPipeline usage lines, and
+    /// no times yet: each exporter sets its `timesteps` or `sigmas`.
+    fn new(
+        plan: &Plan,
+        noise_schedule: NoiseInfo,
+        scheduler_hint: Hint,
+        usage: Vec<String>,
+        notes: Vec<String>,
+    ) -> Self {
+        Self {
+            format: "s3-diffusers-export",
+            version: 1,
+            name: plan.schedule.name.clone(),
+            noise_schedule,
+            timesteps: None,
+            sigmas: None,
+            sigma_ramp: None,
+            scheduler_hint,
+            searched_for: plan.context.searched_for.map(|s| s.label()),
+            usage,
+            usage_ddpm_pipeline: Some(ddpm_usage_lines(plan.n)),
+            notes: with_searched_for(plan, notes),
+        }
+    }
+
+    /// The file as exported text, with its notes.
+    fn exported(self) -> Exported {
+        Exported {
+            text: serde_json::to_string_pretty(&self).expect("serialises") + "\n",
+            notes: self.notes,
+        }
+    }
+}
+
 /// The notes, led by the searched-for note when the caller gave one.
 fn with_searched_for(plan: &Plan, mut notes: Vec<String>) -> Vec<String> {
     if let Some(solver) = plan.context.searched_for {
