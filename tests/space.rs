@@ -96,6 +96,32 @@ fn invalid_spaces_name_the_field() {
     assert!(e.contains("usf, quick"), "{e}");
 }
 
+/// A `time.min_gap` that cannot fit the schedule's steps is refused when the candidates are
+/// built (naming the field), instead of candidates that silently break the gap; every
+/// candidate of a space that does fit keeps it.
+#[test]
+fn a_min_gap_without_room_for_the_steps_is_refused() {
+    let ns = NoiseSchedule::vp_linear();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("search_spaces/quick.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    v["time"]["min_gap"] = serde_json::json!(0.09);
+    let space = SearchSpace::from_str(&v.to_string(), "wide-gaps.json").unwrap();
+    let e = Candidates::new(&space, &ns, 20).err().unwrap().to_string();
+    assert!(
+        e.contains("time.min_gap") && e.contains("20 model calls"),
+        "{e}"
+    );
+    let ops = Candidates::new(&space, &ns, 4).unwrap();
+    let mut rng = StdRng::seed_from_u64(5);
+    for _ in 0..200 {
+        let s = ops.random(&mut rng);
+        let us: Vec<f64> = s.timesteps.iter().map(|&t| ns.lambda(t)).collect();
+        assert_eq!(s.nfe, 4);
+        assert!(us.windows(2).all(|w| w[1] > w[0]), "{:?}", s.timesteps);
+    }
+}
+
 #[test]
 fn every_candidate_is_valid_with_the_requested_nfe() {
     let mut rng = StdRng::seed_from_u64(1);

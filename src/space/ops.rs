@@ -111,7 +111,7 @@ impl<'a> Candidates<'a> {
                 ),
             ));
         }
-        Ok(Self {
+        let ops = Self {
             space,
             ns,
             nfe,
@@ -121,7 +121,30 @@ impl<'a> Candidates<'a> {
             lambda_range,
             pure_start: ns.is_pure_noise(t_start),
             fixed: None,
-        })
+        };
+        ops.check_room(hi)?;
+        Ok(ops)
+    }
+
+    /// Refuses a `time.min_gap` that leaves no room for the schedule's times: every step
+    /// (NFE, one more with AFS) needs `min_gap` of the time coordinate up to the latest
+    /// final time `t_end_max`.
+    fn check_room(&self, t_end_max: f64) -> Result<()> {
+        let gap = self.space.time.min_gap;
+        let steps = self.nfe + 1;
+        let room = self.u_of_t(t_end_max);
+        if (steps + 1) as f64 * gap > room {
+            return Err(S3Error::field(
+                &self.space.name,
+                "time.min_gap",
+                format!(
+                    "{gap} leaves no room for {} model calls (up to {steps} steps with AFS need {} of the time coordinate, which spans {room:.4} up to the latest final time); use a smaller min_gap or NFE",
+                    self.nfe,
+                    (steps + 1) as f64 * gap,
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// The same operators for one fixed classic solver (`s3 search --solver`): every
@@ -384,13 +407,9 @@ impl<'a> Candidates<'a> {
         while pairs.len() > steps - 1 {
             pairs.remove(rng.random_range(0..pairs.len()));
         }
-        let mut tries = 0;
         while pairs.len() < steps - 1 {
-            let u = rng.random_range(gap..(u_end - gap));
-            tries += 1;
-            if tries < 1000 && pairs.iter().any(|(v, _)| (v - u).abs() < gap) {
-                continue;
-            }
+            let taken: Vec<f64> = pairs.iter().map(|(v, _)| *v).collect();
+            let u = draw_spaced(&taken, gap, u_end - gap, gap, rng);
             let pos = pairs.partition_point(|(v, _)| *v < u);
             pairs.insert(pos, (u, self.random_gene(rng)));
         }
@@ -436,13 +455,8 @@ impl<'a> Candidates<'a> {
         while us.len() > self.nfe - 1 {
             us.remove(rng.random_range(0..us.len()));
         }
-        let mut tries = 0;
         while us.len() < self.nfe - 1 {
-            let u = rng.random_range(gap..u_max);
-            tries += 1;
-            if tries < 1000 && us.iter().any(|v| (v - u).abs() < gap) {
-                continue;
-            }
+            let u = draw_spaced(&us, gap, u_max, gap, rng);
             let pos = us.partition_point(|v| *v < u);
             us.insert(pos, u);
         }
@@ -520,4 +534,23 @@ pub fn canonical(s: &SolverSchedule) -> SolverSchedule {
 pub fn schedule_hash(s: &SolverSchedule) -> String {
     let json = serde_json::to_vec(&canonical(s)).expect("schedules serialise");
     blake3::hash(&json).to_hex()[..32].to_string()
+}
+
+/// Random draws [`draw_spaced`] makes for a time `gap` away from the others. `Candidates::new`
+/// checks that the space leaves room for every step, so running out is practically
+/// impossible at the gaps and NFEs it accepts.
+const SPACED_DRAWS: usize = 1000;
+
+/// A uniform time in `[lo, hi)` at least `gap` from every time in `taken`; after
+/// [`SPACED_DRAWS`] misses the last draw is kept (a time a little closer than `gap` rather
+/// than no candidate).
+fn draw_spaced<R: Rng>(taken: &[f64], lo: f64, hi: f64, gap: f64, rng: &mut R) -> f64 {
+    let mut u = rng.random_range(lo..hi);
+    for _ in 1..SPACED_DRAWS {
+        if taken.iter().all(|v| (v - u).abs() >= gap) {
+            break;
+        }
+        u = rng.random_range(lo..hi);
+    }
+    u
 }
