@@ -557,3 +557,45 @@ fn empty_fid_statistics_are_refused() {
     let e = fails(&["fid", p, p]);
     assert!(e.contains("empty.npz") && e.contains("d ≥ 1"), "{e}");
 }
+
+/// The default store `./s3-store` (and any relative `--store`) works from a fresh working
+/// directory: a search creates it, journals included, and `runs list` and `store check`
+/// read it back.
+#[test]
+fn a_relative_store_path_works_from_a_fresh_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_s3"))
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("S3_STORE")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{args:?}: {err}");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let search = [
+        "search",
+        "--dataset",
+        "toy2d",
+        "--nfe",
+        "2",
+        "--budget",
+        "3",
+        "--samples",
+        "50",
+        "--final-samples",
+        "60",
+        "--run-id",
+        "rel",
+        "--quiet",
+    ];
+    run(&search);
+    assert!(dir.path().join("s3-store/evals.jsonl").is_file());
+    assert!(run(&["runs", "list"]).contains("rel"));
+    let mut relative = search.to_vec();
+    relative.extend(["--store", "st"]);
+    run(&relative);
+    assert!(run(&["store", "check", "--store", "st"]).contains("ok"));
+}

@@ -51,7 +51,9 @@ impl SearchSetup {
         if let Some(dir) = &config.models_dir {
             options.models_dir = Some(PathBuf::from(dir));
         }
-        let dataset = Dataset::load_with(&config.dataset, &options)?;
+        let mut dataset = Dataset::load_with(&config.dataset, &options)?;
+        // The identity covers the noise schedule the run searched under.
+        dataset.noise = config.noise;
         let space = SearchSpace::load(&config.space)?;
         check_unchanged(
             run_id,

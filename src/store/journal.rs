@@ -267,7 +267,15 @@ pub(crate) fn cut_torn_tail(path: &Path, complete_len: u64) -> std::io::Result<(
 }
 
 /// fsync of a folder, so a new or renamed file in it survives a crash.
+///
+/// A relative path's top folder has the empty path as its parent: that is the working
+/// directory.
 pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
     File::open(dir)?.sync_all()
 }
 
