@@ -10,6 +10,7 @@
 //! so the default store would land there) is still empty. The closing line gives the count
 //! of cases and of panics.
 
+mod common;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -133,18 +134,7 @@ const SEARCH: &[(&str, &str)] = &[
 
 /// A valid schedule (the README's example), the base of every bad one.
 fn valid_schedule() -> Value {
-    json!({
-      "format": "s3-schedule", "version": 1, "name": "example", "nfe": 3, "afs": "none",
-      "timesteps": [1.0, 0.5, 0.1, 0.001],
-      "steps": [
-        {"prediction": "data", "order": 1, "derivatives": [],
-         "corrector": {"type": "pseudo", "order": 2, "derivatives": [{"points": [-1]}]}},
-        {"prediction": "noise", "order": 2,
-         "derivatives": [{"points": [-2], "relaxation": {"type": "linear", "c": 0.1}}]},
-        {"prediction": "data", "order": 3,
-         "derivatives": [{"points": [-2]}, {"points": [-2, -3]}]}
-      ]
-    })
+    serde_json::from_str(common::README_SCHEDULE).unwrap()
 }
 
 /// Sets `path` (dot-separated keys and indices) in `v` to `x`, or removes it for `None`.

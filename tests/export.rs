@@ -1,5 +1,6 @@
 //! `s3::export`: the file conventions of each target and the notes on what they cannot express.
 
+mod common;
 use s3::export::{ExportFormat, Exported, export};
 use s3::names::Named;
 use s3::noise::{BetaSchedule, DiscreteVp, FlowMatch, NoiseSchedule};
@@ -22,19 +23,7 @@ fn all_schedules() -> Vec<NoiseSchedule> {
 
 /// A schedule using every per-step feature (README's example), optionally with AFS.
 fn fancy(afs: Afs) -> SolverSchedule {
-    let text = r#"{
-      "format": "s3-schedule", "version": 1, "name": "example", "nfe": 3, "afs": "none",
-      "timesteps": [1.0, 0.5, 0.1, 0.001],
-      "steps": [
-        {"prediction": "data", "order": 1, "derivatives": [],
-         "corrector": {"type": "pseudo", "order": 2, "derivatives": [{"points": [-1]}]}},
-        {"prediction": "noise", "order": 2,
-         "derivatives": [{"points": [-2], "relaxation": {"type": "linear", "c": 0.1}}]},
-        {"prediction": "data", "order": 3,
-         "derivatives": [{"points": [-2]}, {"points": [-2, -3]}]}
-      ]
-    }"#;
-    let s: SolverSchedule = serde_json::from_str(text).unwrap();
+    let s: SolverSchedule = serde_json::from_str(common::README_SCHEDULE).unwrap();
     let s = SolverSchedule::new(afs, s.timesteps, s.steps).with_name("example");
     s.validate().unwrap();
     s

@@ -7,6 +7,8 @@
 //! bytes in a fresh copy: spread evenly over sled's `db` file, inside trial records in
 //! `db` (the measured failure: 3 changed bytes in one record), and spread over the journals.
 
+mod common;
+use common::copy_tree;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -132,20 +134,6 @@ fn view_intact(view: &StoreView, want: &Contents) -> bool {
         view.trials(run).unwrap() == want.trials[*run]
             && view.run(run).unwrap().map(|r| r.state) == Some(want.states[*run].clone())
     })
-}
-
-/// Copies a folder tree.
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.path().is_dir() {
-            copy_tree(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
 }
 
 /// One case: a file (relative to the store) and the byte positions to change.

@@ -9,6 +9,8 @@
 //! nothing, and each flip is detected or harmless and repaired without losing a trial.
 //! The assertions hold whatever the timing; the counts printed depend on it.
 
+mod common;
+use common::copy_tree;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -161,20 +163,6 @@ fn kill_loop(store: &Path, rng: &mut Rng) -> (usize, bool) {
         }
     }
     (kills, false)
-}
-
-/// Copies a folder tree.
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.path().is_dir() {
-            copy_tree(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
 }
 
 /// Flips one byte of the db or the run's journal in a copy of `store`; asserts it is

@@ -4,7 +4,6 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::codec::store_error;
@@ -81,9 +80,13 @@ pub(crate) fn has_index(dir: &Path) -> bool {
 /// nothing in `dir` is written (sled's recovery writes, and cuts a damaged log). An index
 /// sled cannot open (or panics on) is an `Err` with sled's message.
 pub(crate) fn read_index_copy(dir: &Path) -> std::result::Result<(Image, Vec<Finding>), String> {
-    let scratch = Scratch::new().map_err(|e| format!("cannot make a scratch folder: {e}"))?;
-    copy_sled_files(dir, &scratch.0).map_err(|e| format!("cannot copy the index: {e}"))?;
-    let path = scratch.0.clone();
+    // Removed when dropped, at the end of this function.
+    let scratch = tempfile::Builder::new()
+        .prefix("s3-index-copy-")
+        .tempdir()
+        .map_err(|e| format!("cannot make a scratch folder: {e}"))?;
+    copy_sled_files(dir, scratch.path()).map_err(|e| format!("cannot copy the index: {e}"))?;
+    let path = scratch.path().to_path_buf();
     let read = std::panic::catch_unwind(move || -> std::result::Result<_, String> {
         let db = sled::Config::new()
             .path(&path)
@@ -145,32 +148,6 @@ fn copy_recursive(from: &Path, to: &Path) -> std::io::Result<()> {
         Ok(())
     } else {
         std::fs::copy(from, to).map(|_| ())
-    }
-}
-
-/// A folder in the system's temporary folder, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> std::io::Result<Scratch> {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let name = format!(
-            "s3-index-copy-{}-{nanos}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let path = std::env::temp_dir().join(name);
-        std::fs::create_dir_all(&path)?;
-        Ok(Scratch(path))
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
