@@ -121,6 +121,8 @@ fn run_one(
         predictor: None,
         models_dir: None,
         reference_nfe: None,
+        // The strategies compare on the search alone.
+        refine: None,
         solver: None,
         dataset_identity: None,
         space_hash: None,

@@ -15,6 +15,7 @@ pub mod names;
 pub mod noise;
 pub mod onnx;
 pub mod predictor;
+pub mod refine;
 pub mod search;
 pub mod solver;
 pub mod space;

@@ -448,6 +448,7 @@ fn a_closed_stdout_stops_nothing() {
         "--run-id",
         "piped",
         "--json",
+        "--no-refine",
     ];
     let (status, err) = closed_after(&args, 2);
     assert!(status.success(), "{status:?}: {err}");

@@ -530,6 +530,43 @@ fn per_step_decisions_and_afs_are_reported_as_lost() {
     }
 }
 
+/// `time_offsets` (the model told t_i + δ_i): no plain list carries them, so every plain
+/// export lists them as dropped (and claims no exact run); the `s3` format keeps them.
+#[test]
+fn time_offsets_are_reported_as_lost_and_kept_by_the_s3_format() {
+    for ns in [NoiseSchedule::vp_linear(), discrete()] {
+        for afs in [Afs::None, Afs::ZeroX0] {
+            let mut s = fancy(afs);
+            // t = 1, 0.5, 0.1, 0.001: model times 0.9, 0.56 and 0.12 (none at t_0 under AFS).
+            let first = if afs == Afs::None { -0.1 } else { 0.0 };
+            s.time_offsets = Some(vec![first, 0.06, 0.02]);
+            let steps = if afs == Afs::None { "0, 1, 2" } else { "1, 2" };
+            for f in [
+                ExportFormat::Diffusers,
+                ExportFormat::KDiffusion,
+                ExportFormat::ComfyUi,
+            ] {
+                let n = run(&s, &ns, f).notes;
+                assert!(
+                    has(&n, &format!("the model-time offsets (steps {steps}: "))
+                        && has(&n, "the gain they bring is lost"),
+                    "{}: {n:?}",
+                    f.as_str()
+                );
+                assert!(!has(&n, "Nothing is lost"), "{n:?}");
+            }
+            let text = run(&s, &ns, ExportFormat::S3).text;
+            let back: SolverSchedule = serde_json::from_str(&text).unwrap();
+            back.validate_on(&ns).unwrap();
+            let (a, b) = (back.time_offsets.unwrap(), s.time_offsets.clone().unwrap());
+            assert_eq!(a.len(), b.len());
+            for (x, y) in a.iter().zip(&b) {
+                assert!((x - y).abs() <= 1e-15 * y.abs().max(1e-300), "{x} vs {y}");
+            }
+        }
+    }
+}
+
 #[test]
 fn s3_format_round_trips_to_an_equal_schedule() {
     let ns = NoiseSchedule::vp_linear();

@@ -209,6 +209,7 @@ fn a_latent_model_runs_sample_decoder_metric_and_search() {
     assert!(report["psnr_db"].as_f64().unwrap().is_finite());
     let search = ok(&[
         "search",
+        "--no-refine",
         "--dataset",
         &fixture,
         "--nfe",
@@ -302,6 +303,7 @@ fn the_headline_search_runs_on_the_cifar10_fixtures_and_the_budget_bounds_its_co
     // The default space (no --space) on the discrete DDPM schedule.
     let stdout = ok(&[
         "search",
+        "--no-refine",
         "--nfe",
         "5",
         "--dataset",

@@ -157,6 +157,7 @@ fn cifar10_search_runs_end_to_end_on_the_fixture_networks() {
     let store = store.to_str().unwrap();
     let stdout = ok(&[
         "search",
+        "--no-refine",
         "--dataset",
         "cifar10",
         "--models-dir",

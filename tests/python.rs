@@ -14,6 +14,14 @@
 //! (amplified where σ/α is large, e.g. flow grids starting at t = 1 − 10⁻⁶) and so only
 //! informational.
 //!
+//! The "offsets" families carry non-zero `time_offsets` (the model told t_i + δ_i, the solver
+//! keeping t_i): the hand-made schedules (noise and data prediction, correctors, order 4,
+//! `average_x0`) and one random `usf` draw per NFE, on every noise schedule (flow: those not
+//! starting at the pure-noise t = 1), run natively and, for the VP families, also in the
+//! variance-exploding frame x/α that k-diffusion and ComfyUI use ("offsets-ve"), where the
+//! model's input is rescaled to x̃·α_t/α_m. Each differs from the same schedule run without
+//! offsets (checked), so the agreement is not that of two runs ignoring them.
+//!
 //! Needs `python3` (or `S3_TEST_PYTHON`) with numpy, e.g. from `.pydeps/`
 //! (`bash scripts/install_test_deps.sh`); never skips.
 
@@ -41,12 +49,73 @@ const DIAGONAL: &str = r#"{"shape": [3], "weights": [0.6, 0.4],
   "means": [[0.8, -0.4, 0.3], [-0.5, 0.6, -0.2]],
   "stds": [[0.2, 0.1, 0.3], [0.15, 0.25, 0.05]]}"#;
 
-/// One schedule to run: its family label, the schedule and which mixture.
+/// One schedule to run: its family label, the schedule, which mixture, and the frame the
+/// Python runner carries the state in (`native`, or `ve`: x/α).
 struct Case {
     family: String,
     ns: usize,
     mixture: usize,
     schedule: SolverSchedule,
+    frame: &'static str,
+}
+
+/// Time offsets for `s` that keep every model time inside (t_{i+1}, t_{i−1}): −0.2·(t_i −
+/// t_{i+1}) at even i, +0.15·(t_{i−1} − t_i) at odd i (so none passes T), and δ_0 = 0 where
+/// no call is made at t_0 (AFS).
+fn offsets_for(s: &SolverSchedule) -> Vec<f64> {
+    let t = &s.timesteps;
+    let mut d: Vec<f64> = (0..s.steps.len())
+        .map(|i| {
+            if i % 2 == 0 {
+                -0.2 * (t[i] - t[i + 1])
+            } else {
+                0.15 * (t[i - 1] - t[i])
+            }
+        })
+        .collect();
+    if s.afs != Afs::None {
+        d[0] = 0.0;
+    }
+    d
+}
+
+/// The "offsets" cases of one noise schedule: `schedules` with [`offsets_for`], natively and
+/// (VP) in the VE frame. Schedules starting at a pure-noise t_0 are left out.
+fn offset_cases(
+    label: &str,
+    k: usize,
+    ns: &NoiseSchedule,
+    schedules: &[SolverSchedule],
+) -> Vec<Case> {
+    let vp = !matches!(ns, NoiseSchedule::Edm | NoiseSchedule::Flow(_));
+    let mut out = Vec::new();
+    for (j, s) in schedules.iter().enumerate() {
+        if ns.is_pure_noise(s.timesteps[0]) {
+            continue;
+        }
+        let mut s = s.clone();
+        s.time_offsets = Some(offsets_for(&s));
+        let name = format!("{} +offsets", s.name.as_deref().unwrap_or("random"));
+        s.name = Some(name);
+        for frame in ["native", "ve"] {
+            if frame == "ve" && !vp {
+                continue;
+            }
+            let family = if frame == "ve" {
+                "offsets-ve"
+            } else {
+                "offsets"
+            };
+            out.push(Case {
+                family: format!("{family} {label}"),
+                ns: k,
+                mixture: j % 2,
+                schedule: s.clone(),
+                frame,
+            });
+        }
+    }
+    out
 }
 
 fn noise_schedules() -> Vec<(&'static str, NoiseSchedule)> {
@@ -177,29 +246,39 @@ fn cases() -> Vec<Case> {
                     ns: k,
                     mixture: (nfe == 6) as usize,
                     schedule,
+                    frame: "native",
                 });
             }
         }
         let mut rng = StdRng::seed_from_u64(17 + k as u64);
+        let mut shifted = Vec::new();
         for nfe in 2..=8 {
             let cand = Candidates::new(&space, ns, nfe).unwrap();
             for r in 0..4 {
+                let schedule = cand.random(&mut rng);
+                if r == 0 {
+                    shifted.push(schedule.clone());
+                }
                 out.push(Case {
                     family: format!("random {label}"),
                     ns: k,
                     mixture: r % 2,
-                    schedule: cand.random(&mut rng),
+                    schedule,
+                    frame: "native",
                 });
             }
         }
         for (i, schedule) in handmade(&lambda_grid(ns)).into_iter().enumerate() {
+            shifted.push(schedule.clone());
             out.push(Case {
                 family: format!("handmade {label}"),
                 ns: k,
                 mixture: i % 2,
                 schedule,
+                frame: "native",
             });
         }
+        out.extend(offset_cases(label, k, ns, &shifted));
     }
     out
 }
@@ -311,7 +390,20 @@ fn python_runs_every_schedule_family_like_rust() {
             "mixture": case.mixture,
             "x_T": xt,
             "out": dir.path().join(format!("case{c}_py.npy")),
+            "frame": case.frame,
         }));
+        if case.schedule.has_time_offsets() {
+            // The offsets must matter: the same schedule without them runs differently.
+            let mut plain = case.schedule.clone();
+            plain.time_offsets = None;
+            let p64 = sampler.sample_f64(&plain, &x).unwrap().samples;
+            let d = max_rel(&p64, &r64);
+            assert!(
+                d > 1e-6,
+                "case {c} ({}): the offsets change the run by only {d:.1e}",
+                case.family
+            );
+        }
         rust.push((r64, r32.iter().map(|&v| v as f64).collect()));
     }
     let manifest = dir.path().join("manifest.json");
@@ -336,6 +428,9 @@ fn python_runs_every_schedule_family_like_rust() {
     let mut worst: BTreeMap<String, (usize, f64, f64)> = BTreeMap::new();
     let mut failures = Vec::new();
     let (mut afs, mut corrected) = (HashMap::new(), HashMap::new());
+    // Offset cases per (noise schedule, frame): (cases, with a corrector, with a noise-
+    // prediction step, with a data-prediction step).
+    let mut offsets: HashMap<(&str, &str), [usize; 4]> = HashMap::new();
     for (c, case) in cases.iter().enumerate() {
         let py = read_npy(&dir.path().join(format!("case{c}_py.npy")));
         let (d64, d32) = (max_rel(&py, &rust[c].0), max_rel(&py, &rust[c].1));
@@ -355,14 +450,22 @@ fn python_runs_every_schedule_family_like_rust() {
         if case.schedule.steps.iter().any(|s| s.corrector.is_some()) {
             *corrected.entry(label).or_insert(0) += 1;
         }
+        if case.schedule.has_time_offsets() {
+            let steps = &case.schedule.steps;
+            let o = offsets.entry((label, case.frame)).or_insert([0; 4]);
+            o[0] += 1;
+            o[1] += steps.iter().any(|s| s.corrector.is_some()) as usize;
+            o[2] += steps.iter().any(|s| s.prediction == Prediction::Noise) as usize;
+            o[3] += steps.iter().any(|s| s.prediction == Prediction::Data) as usize;
+        }
     }
     println!("Python (float64) vs Rust, max relative difference per family:");
     println!(
-        "{:<36} {:>5} {:>12} {:>22}",
+        "{:<38} {:>5} {:>12} {:>22}",
         "family", "cases", "vs Rust f64", "vs Rust f32 (info)"
     );
     for (family, (n, d64, d32)) in &worst {
-        println!("{family:<36} {n:>5} {d64:>12.2e} {d32:>22.2e}");
+        println!("{family:<38} {n:>5} {d64:>12.2e} {d32:>22.2e}");
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     // The draws cover every AFS kind and correctors under every noise schedule.
@@ -374,6 +477,20 @@ fn python_runs_every_schedule_family_like_rust() {
             );
         }
         assert!(corrected.get(label).copied().unwrap_or(0) > 0, "{label}");
+        // Offsets with noise and data prediction and a corrector, natively and (VP) in the VE
+        // frame of k-diffusion and ComfyUI.
+        let vp = label.starts_with("vp-");
+        for frame in ["native", "ve"] {
+            let o = offsets.get(&(*label, frame)).copied().unwrap_or([0; 4]);
+            if frame == "ve" && !vp {
+                assert_eq!(o[0], 0, "{label}");
+                continue;
+            }
+            assert!(
+                o.iter().all(|&n| n > 0),
+                "{label} ({frame}): offset cases {o:?}"
+            );
+        }
     }
     assert!(cases.len() >= 7 * 20, "{} cases", cases.len());
 }

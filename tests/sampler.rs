@@ -269,3 +269,114 @@ fn every_noise_schedule_converges_to_the_exact_gaussian_solution() {
         assert!(err < 1e-4, "{}: max error {err:e}", ns.name());
     }
 }
+
+/// A time offset tells the model t + δ and keeps t for the update: one first-order
+/// noise-prediction step from t_0 must equal x_1 = (α_1/α_0)·x − σ_1(e^h − 1)·ε(x, t_0 + δ),
+/// and with a data-prediction step x0 must be converted from that ε at t_0, not at t_0 + δ.
+#[test]
+fn time_offsets_shift_only_the_time_the_model_is_told() {
+    let ns = NoiseSchedule::vp_linear();
+    let mix = gaussian();
+    let (t0, t1, delta) = (0.8, 0.4, -0.05);
+    let x = noise(5);
+    let time = |t: f64| TimePoint {
+        t,
+        alpha: ns.alpha(t),
+        sigma: ns.sigma(t),
+    };
+    let mut eps = vec![0.0f32; x.len()];
+    mix.forward(&x, time(t0 + delta), &mut eps).unwrap();
+    let (a0, s0, a1, s1) = (ns.alpha(t0), ns.sigma(t0), ns.alpha(t1), ns.sigma(t1));
+    let h = ns.lambda(t1) - ns.lambda(t0);
+    for prediction in [s3::solver::Prediction::Noise, s3::solver::Prediction::Data] {
+        let mut s = ClassicSolver::Ddim.build(vec![t0, t1, 0.1], true).unwrap();
+        s.steps[0].prediction = prediction;
+        s.time_offsets = Some(vec![delta, 0.0]);
+        s.validate_on(&ns).unwrap();
+        // Stop after the first step: a one-step schedule ending at t_1.
+        s.timesteps.truncate(2);
+        s.steps.truncate(1);
+        s.time_offsets = Some(vec![delta]);
+        s.nfe = s.counted_nfe();
+        let out = Sampler::new(&mix, &ns).sample(&s, &x).unwrap();
+        for ((o, &xi), &e) in out.samples.iter().zip(&x).zip(&eps) {
+            let (xi, e) = (xi as f64, e as f64);
+            let want = match prediction {
+                s3::solver::Prediction::Noise => a1 / a0 * xi - s1 * h.exp_m1() * e,
+                s3::solver::Prediction::Data => {
+                    let x0 = (xi - s0 * e) / a0;
+                    s1 / s0 * xi - a1 * (-h).exp_m1() * x0
+                }
+            };
+            assert!(
+                (*o as f64 - want).abs() < 1e-5,
+                "{prediction:?}: {o} vs {want}"
+            );
+        }
+        // Without the offset the result differs: the offset is really used.
+        let mut plain = s.clone();
+        plain.time_offsets = None;
+        let base = Sampler::new(&mix, &ns).sample(&plain, &x).unwrap();
+        let diff: f32 = base
+            .samples
+            .iter()
+            .zip(&out.samples)
+            .map(|(a, b)| (a - b).abs())
+            .sum();
+        assert!(diff > 1e-3, "{prediction:?}: offset had no effect ({diff})");
+        // All-zero offsets are the same schedule as none.
+        plain.time_offsets = Some(vec![0.0]);
+        let zero = Sampler::new(&mix, &ns).sample(&plain, &x).unwrap();
+        assert_eq!(zero.samples, base.samples);
+    }
+}
+
+#[test]
+fn bad_time_offsets_are_refused_with_the_field_named() {
+    let ns = NoiseSchedule::vp_linear();
+    let base = ClassicSolver::DpmSolverPp { order: 2 }
+        .build(vec![1.0, 0.5, 0.2, 0.0], true)
+        .unwrap();
+    let cases: Vec<(Vec<f64>, Afs, &str)> = vec![
+        (vec![0.0, 0.0], Afs::None, "2 values for 3 steps"),
+        (
+            vec![0.0, f64::NAN, 0.0],
+            Afs::None,
+            "expected a finite offset",
+        ),
+        (vec![0.0, -0.6, 0.0], Afs::None, "positive model time"),
+        (vec![0.01, 0.0, 0.0], Afs::None, "outside the"),
+        (vec![-0.01, 0.0, 0.0], Afs::ZeroX0, "no model call at t_0"),
+    ];
+    for (offsets, afs, want) in cases {
+        let mut s = base.clone();
+        s.afs = afs;
+        s.nfe = s.counted_nfe();
+        s.time_offsets = Some(offsets.clone());
+        let err = s.validate_on(&ns).unwrap_err().to_string();
+        assert!(
+            err.contains("time_offsets") && err.contains(want),
+            "{offsets:?}: {err}"
+        );
+    }
+}
+
+/// From a flow's pure-noise t_0 = 1 (λ = −∞), offsets at the later calls are allowed (δ_0
+/// stays 0) and change the result.
+#[test]
+fn time_offsets_work_after_a_pure_noise_start() {
+    use s3::noise::{NoiseScheduleName, NoiseScheduleSpec};
+    let ns = NoiseScheduleSpec::new(NoiseScheduleName::Flow).build();
+    let mix = gaussian();
+    let mut s = ClassicSolver::Ddim
+        .build(vec![1.0, 0.6, 0.3, 0.0], true)
+        .unwrap();
+    let base = Sampler::new(&mix, &ns).sample(&s, &noise(3)).unwrap();
+    s.time_offsets = Some(vec![0.0, -0.02, 0.01]);
+    s.validate_on(&ns).unwrap();
+    let shifted = Sampler::new(&mix, &ns).sample(&s, &noise(3)).unwrap();
+    assert_ne!(base.samples, shifted.samples);
+    s.time_offsets = Some(vec![-0.01, 0.0, 0.0]);
+    let err = s.validate_on(&ns).unwrap_err().to_string();
+    assert!(err.contains("pure noise"), "{err}");
+}

@@ -30,6 +30,8 @@ fn search_args<'a>(store: &'a str, run: &'a str, budget: &'a str) -> Vec<&'a str
         "--json",
         "--seed",
         "3",
+        // The refinement has its own test (`refinement_…`); these measure the search.
+        "--no-refine",
     ]
 }
 
@@ -321,7 +323,11 @@ fn the_default_spaces_run_on_every_noise_schedule() {
                 &run,
                 "--json",
             ]));
-            let trials: Vec<_> = ev.iter().filter(|e| e["event"] == "trial").collect();
+            // The refinement's trials (source `refined`) are outside the budget.
+            let trials: Vec<_> = ev
+                .iter()
+                .filter(|e| e["event"] == "trial" && e["source"] != "refined")
+                .collect();
             assert_eq!(trials.len(), 16, "{run}");
             let failed: Vec<_> = trials.iter().filter(|t| !t["error"].is_null()).collect();
             assert!(failed.is_empty(), "{run}: {failed:?}");
@@ -533,4 +539,95 @@ fn sigterm_and_sigint_stop_resumably_with_their_exit_status() {
         assert_eq!(computed, 120 - finished, "{run}: resumed trials");
         assert_eq!(ev.last().unwrap()["outcome"]["completed"], true);
     }
+}
+
+/// The refinement after the search: each refined schedule pays one true-metric trial
+/// (outside the budget) and is kept only through it; a SIGTERM during the refinement stops
+/// it resumably, and the resumed run ends with the same ranking as an uninterrupted one,
+/// replaying the cheap measurements from the store instead of paying for them again.
+#[test]
+fn refinement_is_confirmed_on_the_true_metric_and_resumes_after_a_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = |store: &'static str, run: &'static str| -> Vec<String> {
+        let store = dir.path().join(store).display().to_string();
+        let flags = "search --dataset toy2d --nfe 3 --budget 30 --samples 300 --final-samples 600 \
+                     --stage-size 10 --refine 1 --refine-samples 128 --refine-calls 768000 --json";
+        let mut v: Vec<String> = flags.split(' ').map(String::from).collect();
+        v.extend(["--store".into(), store, "--run-id".into(), run.into()]);
+        v
+    };
+    let refined_of = |ev: &[serde_json::Value]| -> serde_json::Value {
+        ev.iter()
+            .find(|e| e["event"] == "refined")
+            .expect("a refined event")
+            .clone()
+    };
+    let whole_args = args("whole", "r");
+    let whole = events(&ok(&whole_args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()));
+    let r = refined_of(&whole);
+    let outcome = &whole.last().unwrap()["outcome"];
+    assert_eq!(
+        outcome["evaluated"], 30,
+        "refined trials are outside the budget"
+    );
+    assert!(r["tier_value"].as_f64() < r["tier_start"].as_f64(), "{r}");
+    assert!(r["calls"].as_u64().unwrap() <= 768_000, "{r}");
+    let trial_of_refined = whole
+        .iter()
+        .filter(|e| e["event"] == "trial" && e["source"] == "refined")
+        .count();
+    assert_eq!(trial_of_refined, usize::from(!r["value"].is_null()), "{r}");
+    // Kept exactly when its true metric beats the parent's.
+    let kept = r["value"]
+        .as_f64()
+        .is_some_and(|v| v < r["parent_value"].as_f64().unwrap());
+    assert_eq!(r["accepted"], kept, "{r}");
+
+    // Interrupted: SIGTERM once the search's last stage is logged (the refinement is next).
+    let part_args = args("parts", "r");
+    let child = Command::new(env!("CARGO_BIN_EXE_s3"))
+        .args(&part_args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let log = dir.path().join("parts/runs/r/events.jsonl");
+    while !std::fs::read_to_string(&log).is_ok_and(|t| t.contains("\"evaluated\":30,\"budget\":30"))
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(143));
+    let parts_store = dir.path().join("parts").display().to_string();
+    let resumed = events(&ok(&[
+        "search",
+        "--resume",
+        "r",
+        "--store",
+        &parts_store,
+        "--json",
+    ]));
+    let again = refined_of(&resumed);
+    for field in ["hash", "value", "tier_value", "calls", "measurements"] {
+        assert_eq!(again[field], r[field], "{field}: {again} vs {r}");
+    }
+    assert!(
+        again["paid_calls"].as_u64() < r["paid_calls"].as_u64(),
+        "the resumed refinement replayed what was measured before the stop: {again}"
+    );
+    assert_eq!(
+        resumed.last().unwrap()["outcome"]["final_ranking"],
+        outcome["final_ranking"]
+    );
 }

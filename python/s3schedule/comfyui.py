@@ -18,6 +18,10 @@ models (SD3, Flux: CONST) in x = (1 - sigma) x0 + sigma eps; see :mod:`s3schedul
 For SD-class models use schedules searched on ``vp-discrete`` with the model's betas
 (``scaled_linear`` for SD); ComfyUI then calls the model at the nearest training timestep of
 each sigma, as it does for every sampler.
+
+A schedule's ``time_offsets`` are honoured: at a shifted call the model is told the sigma of
+t + delta (and, for VP models, given x~ alpha_t/alpha_m so that its c_in scaling hands the
+network the unshifted state); see :mod:`s3schedule.k_diffusion`.
 """
 
 from __future__ import annotations

@@ -12,6 +12,13 @@ Model times (``timestep_scale * t + timestep_offset``, by default): ``vp-*`` 100
 training-timestep index of DDPM/SD UNets (t = (k + 1)/1000), fractional between training
 steps; ``edm`` sigma = t; ``flow`` 1000 t, as diffusers' flow schedulers pass them.
 
+Time offsets (a schedule's ``time_offsets``): the pipeline calls the model at
+``scheduler.timesteps[k]``, so with an offset delta at a call that timestep is the model time
+of t + delta (e.g. 1000 (t + delta) - 1), while the latents stay the state at the solver's t
+(the model gets the same x, told another time). ``step()`` converts the output with alpha and
+sigma at t + delta, keeps its eps and recomputes x0 at t, as s3's sampler does; the solver's
+own times are ``schedule.timesteps`` (``sigmas``), unshifted.
+
 The analytical first step (``afs`` other than ``none``) skips the model call at t_0: the
 first call is at x_1, computed from x_T without the model. This works in pipelines that call
 ``scale_model_input`` (Stable Diffusion and most others): at the first timestep it returns
@@ -143,7 +150,8 @@ class S3Scheduler(SchedulerMixin, ConfigMixin):
                 f"this s3 schedule makes exactly {self.nfe} model calls; call the pipeline with "
                 f"num_inference_steps={self.nfe} (got {num_inference_steps})")
         calls = self.plan.call_points()
-        times = [self.model_time(self.plan.points[i].t) for i in calls]
+        # The times the model is told: t + delta under a time offset.
+        times = [self.model_time(self.plan.model_point(i).t) for i in calls]
         self.timesteps = torch.tensor(times, dtype=torch.float32, device=device)
         self.sigmas = torch.tensor([self.noise.sampler_sigma(t) for t in self.schedule.timesteps],
                                    dtype=torch.float32, device=device)
@@ -207,9 +215,14 @@ class S3Scheduler(SchedulerMixin, ConfigMixin):
         else:
             given = sample
         st = self._stepper
-        x, p = st.pending()
+        x, _ = st.pending()
         x = x if given is None else given
-        eps, x0 = to_predictions(self.output, model_output.to(x.dtype), x, p.alpha, p.sigma, p.t)
+        # The model was called at x (the native frame: no rescaling) and told the time of the
+        # model point (t + delta under an offset); feed() keeps its eps and, under an offset,
+        # recomputes x0 at t.
+        mp = st.pending_call()[1]
+        eps, x0 = to_predictions(self.output, model_output.to(x.dtype), x, mp.alpha, mp.sigma,
+                                 mp.t)
         st.feed(eps, x0, x=given)
         self._step_index += 1
         prev = st.result if st.done else st.pending()[0]

@@ -17,6 +17,18 @@ in the message: the schedule's decisions belong to its own timesteps. The run is
 schedule exactly, with the analytical first step and the correctors; the model is called
 NFE times. A diffusers UNet is wrapped with k-diffusion's ``DiscreteEpsDDPMDenoiser(unet,
 alphas_cumprod, quantize=False)`` (not ``CompVisDenoiser``, which expects a CompVis model).
+
+Time offsets (a schedule's ``time_offsets``): the call at sigma_i is made at the sampler sigma
+of m = t_i + delta_i instead, with an input chosen so that the network sees the same raw
+state x = alpha_t x0 + sigma_t eps as s3's sampler gives its model:
+- VE frame (VP models): the carried state is x~ = x/alpha_t; the model gets
+  x~ * alpha_t/alpha_m at sigma~_m = sigma_m/alpha_m. Its wrapper scales the input by
+  c_in = 1/sqrt(sigma~_m^2 + 1) = alpha_m, so the network sees x~ alpha_t = x at the time of
+  sigma~_m (k-diffusion's ``DiscreteEpsDDPMDenoiser``, ComfyUI's EPS/V sampling).
+- EDM and flow (native frame, x carried as is): the model gets x at sigma = m.
+The eps of the denoised output, eps = (x_in - denoised)/sigma_in, is kept and x0 is
+recomputed at t_i (x0 = x~ - sigma~_t eps in the VE frame); the callback's ``denoised`` is
+that x0 at sigma_i.
 """
 
 from __future__ import annotations
@@ -67,7 +79,9 @@ def make_sampler(schedule, noise_schedule=None, data_mean=None):
     """Binds ``schedule`` (a path, JSON object or Schedule) to a k-diffusion-style sampler
     function. ``data_mean`` (one sample's mean in the model's x0 space, broadcastable) is
     needed for ``afs: average_x0``. The function has attributes ``sigmas`` (the list to pass),
-    ``schedule``, ``noise_schedule`` and ``plan``."""
+    ``model_sigmas`` (the sigma the model is told at each of the first N: the sampler sigma of
+    t_i + delta_i, equal to ``sigmas`` without time offsets), ``schedule``,
+    ``noise_schedule`` and ``plan``."""
     s = _schedule_of(schedule)
     ns = resolve_noise_schedule(s, noise_schedule)
     frame = frame_for(ns.name)
@@ -75,6 +89,8 @@ def make_sampler(schedule, noise_schedule=None, data_mean=None):
     expected = [ns.sampler_sigma(t) for t in s.timesteps]
     if not all(math.isfinite(v) for v in expected):
         raise ScheduleError(f"{s.source}: a timestep has no finite sampler sigma under {ns.name}")
+    # What the model is told at each point: the sampler sigma of t_i + delta_i.
+    model_sigmas = [ns.sampler_sigma(s.model_time(i)) for i in range(len(s.steps))]
 
     def sample_s3(model, x, sigmas, extra_args=None, callback=None, disable=None):
         """Runs the bound s3 schedule (see the module notes); returns the final samples."""
@@ -90,15 +106,19 @@ def make_sampler(schedule, noise_schedule=None, data_mean=None):
         while not st.done:
             i = st.pending_index
             xi, p = st.pending()
-            denoised = model(xi, sigmas[i] * s_in, **extra_args)
-            eps, x0 = to_predictions("x0", denoised, xi, p.alpha, p.sigma, p.t)
+            x_in, mp = st.pending_call()
+            # The schedule's sigma, or the model sigma of t_i + delta_i under a time offset.
+            sigma_in = sigmas[i] * s_in if mp is p else s_in * model_sigmas[i]
+            denoised = model(x_in, sigma_in, **extra_args)
+            eps, x0 = to_predictions("x0", denoised, x_in, mp.alpha, mp.sigma, mp.t)
             if callback is not None:
                 callback({"x": xi, "i": i, "sigma": sigmas[i], "sigma_hat": sigmas[i],
-                          "denoised": denoised})
+                          "denoised": st.at_point(eps, x0)[1]})
             st.feed(eps, x0)
         return st.result
 
     sample_s3.sigmas = expected
+    sample_s3.model_sigmas = model_sigmas
     sample_s3.schedule = s
     sample_s3.noise_schedule = ns
     sample_s3.plan = plan

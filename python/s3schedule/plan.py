@@ -12,6 +12,17 @@ finite limit x_t = (sigma_t/sigma_s) x_s + alpha_t x0 whatever the step's predic
 A *frame* rescales the state: the runner may carry x * scale(t) instead of x (scale = 1/alpha
 gives the variance-exploding frame x0 + (sigma/alpha) eps of k-diffusion and ComfyUI); the
 coefficients are rescaled here so that every frame runs the same solver.
+
+Time offsets (the schedule's ``time_offsets``): the model call at point i is made at the
+*model point* m_i = t_i + delta_i (``Plan.model_points``), with the same native state
+x = alpha_t x0 + sigma_t eps; only the eps it predicts there is kept, and x0 is recomputed at
+the solver's own t_i, x0 = (x - sigma_t eps)/alpha_t. In a frame x_f = scale(t) x the model,
+which reads its input in that frame at *its* time, is given
+x_f * scale(m)/scale(t) = scale(m) x (``Plan.model_input_scale``): in the VE frame
+x~ = x/alpha_t, that is x~ * alpha_t/alpha_m with sigma~ = sigma_m/alpha_m, so a k-diffusion
+or ComfyUI VP denoiser, which scales its input by c_in = 1/sqrt(sigma~^2 + 1) = alpha_m,
+hands the network x~ alpha_t = x, the same raw x, at the time m. See
+:meth:`s3schedule.runner.Stepper.pending_call`.
 """
 
 from __future__ import annotations
@@ -72,7 +83,9 @@ class FramePoint:
 @dataclass(frozen=True)
 class Plan:
     """Everything a run needs besides the model and the noise: the points (one per
-    timestep), the AFS kind, and one StepPlan per step."""
+    timestep), the points the model is told at each of them (``model_points``: the point
+    itself, or the point at t_i + delta_i under a time offset), the AFS kind, and one
+    StepPlan per step."""
 
     schedule: Schedule
     noise_schedule: NoiseSchedule
@@ -80,10 +93,24 @@ class Plan:
     points: tuple
     afs: str
     steps: tuple
+    model_points: tuple = ()
 
     @property
     def nfe(self) -> int:
         return self.schedule.nfe
+
+    def model_point(self, i: int) -> FramePoint:
+        """The FramePoint the model is told at point i (t_i + delta_i)."""
+        return self.model_points[i] if self.model_points else self.points[i]
+
+    def is_shifted(self, i: int) -> bool:
+        """Whether the model call at point i is made at a shifted time (delta_i != 0)."""
+        return self.model_point(i) is not self.points[i]
+
+    def model_input_scale(self, i: int) -> float:
+        """The factor from the state at point i (in the plan's frame) to the model's input at
+        its model point: scale(t_i + delta_i)/scale(t_i); 1 in the native frame."""
+        return self.model_point(i).scale / self.points[i].scale
 
     def call_points(self) -> list:
         """Indices of the points where the model is called, in order."""
@@ -217,7 +244,14 @@ def plan(schedule: Schedule, ns: NoiseSchedule, frame: str = "native") -> Plan:
                                   corr and _in_frame(corr, fpoints, i + 1)))
         except ScheduleError as e:
             raise PlanError(f"{schedule.source}: step {i}: {e}") from None
-    return Plan(schedule, ns, frame, tuple(fpoints), schedule.afs, tuple(steps))
+    mpoints = list(fpoints)
+    for i in range(n):
+        if schedule.time_offset(i) != 0.0:
+            try:
+                mpoints[i] = _frame_point(ns, TimePoint.at(ns, schedule.model_time(i)), frame)
+            except ScheduleError as e:
+                raise PlanError(f"{schedule.source}: time_offsets[{i}]: {e}") from None
+    return Plan(schedule, ns, frame, tuple(fpoints), schedule.afs, tuple(steps), tuple(mpoints))
 
 
 def _in_frame(u: Update, fpoints, target: int) -> Update:

@@ -11,6 +11,11 @@ that call; step i applies its predictor to reach point i + 1, the model is calle
 unless it is the last step, and a corrector then replaces x[i + 1] (the stored predictions
 stay those of the uncorrected x). A step into t = 0 returns the newest x0 prediction; a
 last step into t_N > 0 returns x[N].
+
+Time offsets (``time_offsets`` in the schedule): the call at point i is made as
+:meth:`Stepper.pending_call` says, at the model point t_i + delta_i with the state rescaled to
+the model's frame there (unchanged in the native frame); :meth:`Stepper.feed` then keeps the
+eps of that call and recomputes x0 at t_i, as s3's sampler does.
 """
 
 from __future__ import annotations
@@ -63,9 +68,11 @@ class Stepper:
 
         st = Stepper(plan, x_T)
         while not st.done:
-            x, point = st.pending()          # call the model at x, point.t
-            st.feed(eps, x0)                 # its predictions there
+            x_in, mpoint = st.pending_call()  # call the model at x_in, mpoint.t
+            st.feed(eps, x0)                  # its predictions there (eps, x0 of x_in)
         result = st.result
+
+    Without time offsets ``pending_call()`` is ``pending()``: the state and the point itself.
     """
 
     def __init__(self, plan: Plan, x_T, data_mean=None):
@@ -74,6 +81,7 @@ class Stepper:
         self.xs, self.eps, self.x0 = {0: x_T}, {}, {}
         self._next_step = 0
         self._pending = None
+        self._asked = None  # the point whose pending_call() was asked for
         self.result = None
         self.calls = 0
         if plan.afs == "none":
@@ -93,25 +101,69 @@ class Stepper:
         return self._pending
 
     def pending(self):
-        """(x, point) of the next model call; point is the plan's FramePoint."""
+        """(x, point) of the next model call: the state and the solver's FramePoint. Under a
+        time offset the model is called elsewhere: see :meth:`pending_call`."""
         if self._pending is None:
             raise RunError("the run is finished; no model call is pending")
         return self.xs[self._pending], self.plan.points[self._pending]
+
+    def pending_call(self):
+        """(x_in, model_point) of the next model call: the input the model gets and the
+        FramePoint it is told (alpha, sigma of the plan's frame at that time).
+
+        Without a time offset at the pending point they are ``pending()``'s state and point.
+        With an offset delta the model is told m = t + delta and, so that the network sees
+        the same raw x = alpha_t x0 + sigma_t eps in every frame, gets the state rescaled to
+        its frame at m: x_in = x_f * scale(m)/scale(t) (x_f = scale(t) x the carried state).
+        Native frame: x_in = x. VE frame (scale = 1/alpha): x_in = x~ * alpha_t/alpha_m at
+        sigma~_m = sigma_m/alpha_m, which a VP denoiser's c_in = 1/sqrt(sigma~_m^2 + 1) =
+        alpha_m turns back into x. Convert the output with the model point's alpha, sigma
+        and x_in, and :meth:`feed` the result."""
+        x, p = self.pending()
+        i = self._pending
+        self._asked = i
+        mp = self.plan.model_point(i)
+        if mp is p:
+            return x, p
+        r = self.plan.model_input_scale(i)
+        return (x if r == 1.0 else x * r), mp
+
+    def at_point(self, eps, x0, x=None):
+        """The predictions of the pending call as the solver keeps them at the point's own t:
+        unchanged without a time offset; with one, eps is kept and x0 is recomputed at t,
+        x0 = (x - sigma eps)/alpha (the frame's alpha, sigma at t; ``x`` the state at the
+        point, by default the stored one)."""
+        i = self._pending
+        if i is None:
+            raise RunError("no model call is pending (the run is finished)")
+        if not self.plan.is_shifted(i):
+            return eps, x0
+        p = self.plan.points[i]
+        x = self.xs[i] if x is None else x
+        return eps, (x - p.sigma * eps) * (1.0 / p.alpha)
 
     def newest_x0(self):
         """The x0 prediction of the newest evaluated point (for progress callbacks)."""
         return self.x0[max(self.x0)] if self.x0 else None
 
     def feed(self, eps, x0, x=None) -> None:
-        """The predictions at the pending point; ``x`` replaces that point's state first (a
-        pipeline may hand back its own copy). Runs the corrector and predictors up to the
-        next model call or the end."""
+        """The predictions (eps, x0) of the pending model call, made as :meth:`pending_call`
+        says; with a time offset there only eps is kept and x0 is recomputed at the point's
+        own t (:meth:`at_point`). ``x`` replaces that point's state first (a pipeline may hand
+        back its own copy; the state at t in the plan's frame, not the model input). Runs the
+        corrector and predictors up to the next model call or the end."""
         p = self._pending
         if p is None:
             raise RunError("feed() called with no model call pending (the run is finished)")
+        if self.plan.is_shifted(p) and self._asked != p:
+            raise RunError(
+                f"the model call at timesteps[{p}] has time_offsets[{p}] = "
+                f"{self.plan.schedule.time_offset(p)}: the model must be called as pending_call() "
+                "says (told t + delta, with its input), not at pending()'s point; feed() got "
+                "predictions without pending_call() being asked")
         if x is not None:
             self.xs[p] = x
-        self.eps[p], self.x0[p] = eps, x0
+        self.eps[p], self.x0[p] = self.at_point(eps, x0)
         self.calls += 1
         self._pending = None
         if p > 0:
@@ -168,17 +220,24 @@ def run(plan: Plan, model, x_T, *, output: str = "eps", model_time=None, data_me
     sigma and the noise-schedule values). ``output`` says what it returns: ``eps``,
     ``x0``, ``v``, ``velocity`` or ``both`` (a pair (eps, x0)), or diffusers' names.
     ``data_mean`` is needed for ``afs: average_x0``. ``callback(i, point, x, eps, x0)``
-    is called after each model call. Makes exactly ``plan.nfe`` model calls.
+    is called after each model call with the solver's point, state and predictions there.
+    Makes exactly ``plan.nfe`` model calls.
+
+    With ``time_offsets`` the model is called as :meth:`Stepper.pending_call` says: at the
+    point t_i + delta_i (what ``model_time`` receives) and, in the VE frame, with the state
+    rescaled to that point (x~ alpha_t/alpha_m); the eps it returns is kept and x0 recomputed
+    at t_i.
     """
     kind = output_kind(output)
     time_of = _time_mapping(model_time)
     st = Stepper(plan, x_T, data_mean)
     while not st.done:
-        x, p = st.pending()
-        out = model(x, time_of(p))
-        eps, x0 = to_predictions(kind, out, x, p.alpha, p.sigma, p.t)
+        x_in, mp = st.pending_call()
+        out = model(x_in, time_of(mp))
+        eps, x0 = to_predictions(kind, out, x_in, mp.alpha, mp.sigma, mp.t)
         if callback is not None:
-            callback(st.calls, p, x, eps, x0)
+            x, p = st.pending()
+            callback(st.calls, p, x, *st.at_point(eps, x0))
         st.feed(eps, x0)
     if st.calls != plan.nfe:
         raise RunError(f"internal: made {st.calls} model calls for a schedule of NFE {plan.nfe}")

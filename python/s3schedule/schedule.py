@@ -6,6 +6,11 @@ t_{i+1} starting from the newest history point, and a final timestep of exactly 
 "denoise" (that step returns the newest x0 prediction). The model is called at t_0 unless an
 analytical first step (AFS) replaces that call, and after every step but the last, so
 NFE = N - [afs != none]. Errors name the file, the field or the step, and what was expected.
+
+The optional ``time_offsets`` (one delta_i per step, i = 0 … N - 1; absent means all zero)
+shift the time the model is *told*: the call at timesteps[i] asks the model for its noise
+prediction at t_i + delta_i, while the solver keeps t_i for alpha, sigma, lambda and converts
+that eps to x0 at t_i (the "time shift" of LD3 and the exposure-bias literature).
 """
 
 from __future__ import annotations
@@ -98,11 +103,28 @@ class Schedule:
     name: str | None = None
     noise_schedule: str | None = None
     sigmas: list | None = None
+    time_offsets: list | None = None
     source: str = field(default="schedule", compare=False)
 
     @property
     def denoises(self) -> bool:
         return self.timesteps[-1] == 0.0
+
+    def time_offset(self, i: int) -> float:
+        """delta_i, the offset of the model's time at timesteps[i] (0 without offsets and at
+        t_N, where no call is made)."""
+        if self.time_offsets is None or i >= len(self.time_offsets):
+            return 0.0
+        return self.time_offsets[i]
+
+    def model_time(self, i: int) -> float:
+        """The time the model is told at timesteps[i]: t_i + delta_i."""
+        return self.timesteps[i] + self.time_offset(i)
+
+    @property
+    def has_time_offsets(self) -> bool:
+        """Whether any time offset is non-zero."""
+        return self.time_offsets is not None and any(d != 0.0 for d in self.time_offsets)
 
     def counted_nfe(self) -> int:
         """The model calls the decisions imply."""
@@ -200,7 +222,7 @@ def parse(doc, source: str = "schedule") -> Schedule:
     ctx = source
     _fields(
         doc, ctx, ("format", "version", "nfe", "timesteps", "steps"),
-        ("name", "afs", "noise_schedule", "sigmas"),
+        ("name", "afs", "noise_schedule", "sigmas", "time_offsets"),
     )
     if doc["format"] != FORMAT:
         _fail(ctx, f"field `format` is {json.dumps(doc['format'])}; expected \"{FORMAT}\"")
@@ -218,6 +240,10 @@ def parse(doc, source: str = "schedule") -> Schedule:
     sigmas = doc.get("sigmas")
     if sigmas is not None:
         sigmas = [_num(v, f"{ctx}: sigmas[{i}]") for i, v in enumerate(_list(sigmas, f"{ctx}: field `sigmas`"))]
+    offsets = doc.get("time_offsets")
+    if offsets is not None:
+        offsets = [_num(v, f"{ctx}: field `time_offsets`: time_offsets[{i}]")
+                   for i, v in enumerate(_list(offsets, f"{ctx}: field `time_offsets`"))]
     s = Schedule(
         nfe=_int(doc["nfe"], f"{ctx}: field `nfe`", 0),
         afs=afs,
@@ -226,6 +252,7 @@ def parse(doc, source: str = "schedule") -> Schedule:
         name=name,
         noise_schedule=ns,
         sigmas=sigmas,
+        time_offsets=offsets,
         source=source,
     )
     try:
@@ -276,6 +303,8 @@ def to_dict(s: Schedule) -> dict:
         doc["noise_schedule"] = s.noise_schedule
     if s.sigmas is not None:
         doc["sigmas"] = list(s.sigmas)
+    if s.time_offsets is not None:
+        doc["time_offsets"] = list(s.time_offsets)
     return doc
 
 
@@ -303,6 +332,7 @@ def validate(s: Schedule) -> None:
                 f"is not below timesteps[{i}] = {s.timesteps[i]}")
     for i, step in enumerate(s.steps):
         _validate_step(s, i, step)
+    _validate_offsets(s)
     counted = s.counted_nfe()
     if counted == 0:
         raise ScheduleError("the schedule never calls the model (NFE 0)")
@@ -310,6 +340,49 @@ def validate(s: Schedule) -> None:
         saved = ", one saved by the analytical first step" if s.afs != "none" else ""
         raise ScheduleError(
             f"field `nfe` is {s.nfe} but the decisions make {counted} model calls ({n} steps{saved})")
+
+
+def _validate_offsets(s: Schedule) -> None:
+    """The rules of ``time_offsets`` that need no noise schedule: one finite value per step,
+    a positive model time, and 0 where no model call is made (t_0 under AFS)."""
+    offsets = s.time_offsets
+    if offsets is None:
+        return
+
+    def bad(m: str):
+        raise ScheduleError(f"field `time_offsets`: {m}")
+
+    if len(offsets) != len(s.steps):
+        bad(f"{len(offsets)} values for {len(s.steps)} steps; expected one per step")
+    for i, d in enumerate(offsets):
+        t = s.timesteps[i]
+        if not math.isfinite(d) or t + d <= 0.0:
+            bad(f"time_offsets[{i}] = {d} gives the model time {t + d} at timesteps[{i}] = {t}; "
+                "expected a finite offset with a positive model time")
+    if s.afs != "none" and offsets[0] != 0.0:
+        bad(f"time_offsets[0] = {offsets[0]}, but the analytical first step makes no model "
+            "call at t_0; expected 0")
+
+
+def _validate_offsets_on(s: Schedule, ns, pure_start: bool) -> None:
+    """The rules of ``time_offsets`` under ``ns``: every model time lies within the schedule
+    (<= T, finite log-SNR), and a pure-noise t_0 takes no offset (its x0 is the model's)."""
+    if not s.has_time_offsets:
+        return
+
+    def bad(m: str):
+        raise ScheduleError(f"field `time_offsets`: {m}")
+
+    if pure_start and s.time_offset(0) != 0.0:
+        bad(f"time_offsets[0] = {s.time_offset(0)}, but t_0 is pure noise under {ns.name} "
+            "(α = 0), where x0 cannot be converted from a shifted ε; expected 0")
+    # A pure-noise t_0 (delta_0 = 0, checked above) has lambda = -inf by design; the timestep
+    # rules already allow it there.
+    for i in range(1 if pure_start else 0, len(s.steps)):
+        m = s.model_time(i)
+        if m > ns.t_max() * (1.0 + 1e-9) or not math.isfinite(ns.lambda_(m)):
+            bad(f"time_offsets[{i}] = {s.time_offset(i)} puts the model time {m} outside the "
+                f"{ns.name} schedule (0, {ns.t_max()}] or where its log-SNR is not finite")
 
 
 def _validate_step(s: Schedule, i: int, step: Step) -> None:
@@ -362,9 +435,10 @@ def _check_derivatives(order: int, ders, available: int, start: int) -> str | No
 
 def validate_on(s: Schedule, ns) -> None:
     """:func:`validate` plus the rules that depend on the noise schedule ``ns``: t_0 within
-    it, a finite log-SNR at every positive time except a pure-noise start, and a pure-noise
-    t_0 (flow at t = 1) only as the start of an order-1 first step without corrector that no
-    later derivative or corrector uses."""
+    it, a finite log-SNR at every positive time except a pure-noise start, every model time
+    t_i + delta_i within it with a finite log-SNR (delta_0 = 0 at a pure-noise t_0), and a
+    pure-noise t_0 (flow at t = 1) only as the start of an order-1 first step without
+    corrector that no later derivative or corrector uses."""
     validate(s)
     t_max = ns.t_max()
     if s.timesteps[0] > t_max * (1.0 + 1e-9):
@@ -374,6 +448,7 @@ def validate_on(s: Schedule, ns) -> None:
     for i, t in enumerate(s.timesteps):
         if t > 0.0 and not (i == 0 and pure) and not math.isfinite(ns.lambda_(t)):
             raise ScheduleError(f"timesteps[{i}] = {t} has no finite log-SNR under {ns.name}")
+    _validate_offsets_on(s, ns, pure)
     if not pure:
         return
     why = (f"t_0 = {s.timesteps[0]} is pure noise under {ns.name} (α = 0, λ = −∞), where "

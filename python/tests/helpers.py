@@ -48,3 +48,30 @@ def reference(schedule, z, data_mean=None, noise_schedule=None):
     mix = mixture()
     return s3s.run(schedule, mix, np.asarray(z, dtype=np.float64), output="both",
                    model_time="point", data_mean=data_mean, noise_schedule=noise_schedule)
+
+
+def offsets_for(timesteps, zero_first: bool) -> list:
+    """Time offsets delta_i for a schedule over ``timesteps`` (one per step) that stay inside
+    (t_{i+1}, t_{i-1}): -0.2 (t_i - t_{i+1}) at even i, +0.15 (t_{i-1} - t_i) at odd i, so
+    that no model time passes T; delta_0 = 0 when ``zero_first`` (AFS, a pure-noise t_0)."""
+    ts = list(timesteps)
+    out = []
+    for i in range(len(ts) - 1):
+        if i % 2 == 0:
+            out.append(-0.2 * (ts[i] - ts[i + 1]))
+        else:
+            out.append(0.15 * (ts[i - 1] - ts[i]))
+    if zero_first:
+        out[0] = 0.0
+    return out
+
+
+def with_offsets(name_or_doc, afs: str = "none") -> dict:
+    """A fixture (or a schedule object) with non-zero ``time_offsets`` (and ``afs``)."""
+    d = copy.deepcopy(doc(name_or_doc) if isinstance(name_or_doc, str) else name_or_doc)
+    if afs != "none":
+        d["afs"] = afs
+        d["nfe"] -= 1
+    pure = d.get("noise_schedule") == "flow" and d["timesteps"][0] == 1.0
+    d["time_offsets"] = offsets_for(d["timesteps"], afs != "none" or pure)
+    return d

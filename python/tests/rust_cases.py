@@ -4,9 +4,14 @@ float64, and saves each output for the test to compare with s3's.
 
 Usage: python rust_cases.py MANIFEST.json
 The manifest holds ``mixtures`` (s3 mixture files) and ``cases`` (``id``, ``family``,
-``schedule`` file, ``mixture`` index, ``x_T`` and ``out`` .npy paths). The noise schedule
-of each case is resolved from the schedule file itself (its name and sigmas), as a user's
-would be.
+``schedule`` file, ``mixture`` index, ``x_T`` and ``out`` .npy paths, and optionally
+``frame``). The noise schedule of each case is resolved from the schedule file itself (its
+name and sigmas), as a user's would be.
+
+``frame: "ve"`` runs the case in the variance-exploding frame x/alpha that k-diffusion and
+ComfyUI use for VP models (starting at x_T/alpha_0; the output is mapped back to s3's frame:
+times alpha_N, or as is when the schedule denoises to x0), which is where time offsets
+rescale the model's input (x~ alpha_t/alpha_m).
 """
 
 import json
@@ -27,8 +32,14 @@ def main(path: str) -> int:
         mix = mixtures[case["mixture"]]
         x_T = np.load(case["x_T"])
         try:
-            out = s3schedule.run(case["schedule"], mix, x_T, output="both", model_time="point",
-                                 data_mean=mix.data_mean)
+            frame = case.get("frame", "native")
+            plan = s3schedule.plan(case["schedule"], frame=frame)
+            start, end = 1.0, 1.0
+            if frame == "ve":
+                start = 1.0 / plan.points[0].meta.alpha
+                end = 1.0 if plan.schedule.denoises else plan.points[-1].meta.alpha
+            out = s3schedule.run(plan, mix, x_T * start, output="both", model_time="point",
+                                 data_mean=mix.data_mean) * end
         except Exception as e:  # report the case, then fail the whole run
             print(f"case {case['id']} ({case['family']}): {type(e).__name__}: {e}", file=sys.stderr)
             return 1

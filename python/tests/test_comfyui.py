@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import require
-from helpers import fixture, mixture, reference, relerr, with_afs
+from helpers import fixture, mixture, reference, relerr, with_afs, with_offsets
 
 torch = require("torch")
 
@@ -120,19 +120,25 @@ def exact_inner(kind):
     return inner
 
 
-@pytest.mark.parametrize("name, afs, kind", [
-    ("vp-discrete_unipc-bh2-3_logsnr.json", "none", "eps"),
-    ("vp-discrete_unipc-bh2-3_logsnr.json", "average_x0", "eps"),
-    ("vp-discrete_dpm-solver++-3M_trailing.json", "zero_x0", "eps"),
-    ("flow_unipc-bh2-3_flow-euler.json", "none", "flow"),
-    ("flow_unipc-bh2-3_flow-euler.json", "zero_x0", "flow"),
+@pytest.mark.parametrize("name, afs, kind, offsets", [
+    ("vp-discrete_unipc-bh2-3_logsnr.json", "none", "eps", False),
+    ("vp-discrete_unipc-bh2-3_logsnr.json", "average_x0", "eps", False),
+    ("vp-discrete_dpm-solver++-3M_trailing.json", "zero_x0", "eps", False),
+    ("flow_unipc-bh2-3_flow-euler.json", "none", "flow", False),
+    ("flow_unipc-bh2-3_flow-euler.json", "zero_x0", "flow", False),
+    # time_offsets: the model is told the sigma of t + delta (EPS: with x~ alpha_t/alpha_m)
+    ("vp-discrete_unipc-bh2-3_logsnr.json", "none", "eps", True),
+    ("vp-discrete_dpm-solver++-3M_trailing.json", "average_x0", "eps", True),
+    ("flow_unipc-bh2-3_flow-euler.json", "none", "flow", True),
 ])
-def test_sampler_custom_path_equals_the_numpy_runner(fake_comfy, tmp_path, name, afs, kind):
+def test_sampler_custom_path_equals_the_numpy_runner(fake_comfy, tmp_path, name, afs, kind,
+                                                     offsets):
     path = fixture(name)
     mean = mixture().data_mean
-    if afs != "none":
+    if afs != "none" or offsets:
         path = tmp_path / "s.json"
-        path.write_text(__import__("json").dumps(with_afs(name, afs)))
+        path.write_text(__import__("json").dumps(
+            with_offsets(name, afs) if offsets else with_afs(name, afs)))
     mean_path = ""
     if afs == "average_x0":
         mean_path = str(tmp_path / "mean.npy")

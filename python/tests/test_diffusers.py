@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import require
-from helpers import fixture, mixture, reference, relerr, with_afs
+from helpers import fixture, mixture, reference, relerr, with_afs, with_offsets
 
 torch = require("torch")
 require("diffusers")
@@ -47,6 +47,19 @@ def test_ddpm_pipeline_calls_the_unet_nfe_times_at_the_schedule_times():
     assert out.shape == (2, 8, 8, 2) and np.isfinite(out).all()
 
 
+def test_ddpm_pipeline_calls_the_unet_at_the_shifted_model_times():
+    doc = with_offsets(UNIPC)
+    sched = S3Scheduler(schedule=doc)
+    pipe, seen = recorded_pipeline(sched)
+    pipe.set_progress_bar_config(disable=True)
+    out = pipe(batch_size=2, num_inference_steps=sched.nfe, output_type="np",
+               generator=torch.Generator().manual_seed(0)).images
+    want = [1000 * (t + d) - 1 for t, d in zip(doc["timesteps"], doc["time_offsets"])]
+    np.testing.assert_allclose(seen, want, rtol=1e-6)
+    assert all(abs(a - 1000 * t + 1) > 1 for a, t in zip(seen, doc["timesteps"]))
+    assert out.shape == (2, 8, 8, 2) and np.isfinite(out).all()
+
+
 def test_ddpm_pipeline_refuses_a_wrong_step_count_and_afs():
     sched = S3Scheduler(schedule=fixture(UNIPC))
     pipe, _ = recorded_pipeline(sched)
@@ -62,9 +75,10 @@ def test_ddpm_pipeline_refuses_a_wrong_step_count_and_afs():
 
 
 def model_output(mix, x, k, sched, kind):
-    """The exact mixture's output of ``kind`` at model call k (at its exact float64 time:
-    the float32 timesteps a UNet gets would blur the comparison by ~1e-7)."""
-    p = sched.plan.points[sched.plan.call_points()[k]]
+    """The exact mixture's output of ``kind`` at model call k (at its exact float64 time,
+    t + delta under a time offset: the float32 timesteps a UNet gets would blur the
+    comparison by ~1e-7)."""
+    p = sched.plan.model_point(sched.plan.call_points()[k])
     a, s = p.alpha, p.sigma
     eps, x0 = mix.predictions(x, a, s)
     return {"epsilon": eps, "sample": x0, "v_prediction": a * eps - s * x0,
@@ -101,6 +115,31 @@ def step_loop(sched, z, kind, scale_input, cfg=False):
 ])
 def test_step_loop_equals_the_numpy_runner(name, afs, kind, cfg):
     doc = fixture(name) if afs == "none" else with_afs(name, afs)
+    check_step_loop(doc, afs, kind, cfg)
+
+
+@pytest.mark.parametrize("name, afs, kind", [
+    (UNIPC, "none", "epsilon"),
+    (UNIPC, "zero_x0", "v_prediction"),
+    ("vp-discrete_dpm-solver++-3M_trailing.json", "none", "sample"),
+    ("edm_dpm-solver-3M_karras-rho-7.json", "none", "epsilon"),
+    ("flow_unipc-bh2-3_flow-euler.json", "none", "flow_prediction"),
+])
+def test_step_loop_with_time_offsets_equals_the_numpy_runner(name, afs, kind):
+    """The timesteps are the model times of t + delta; the run is the runner's."""
+    doc = with_offsets(name, afs)
+    sched = S3Scheduler(schedule=doc, prediction_type=kind)
+    first = 0 if afs == "none" else 1
+    calls = range(first, first + doc["nfe"])
+    scale, off = (1.0, 0.0) if name.startswith("edm") else (1000.0, -1.0 if name.startswith("vp") else 0.0)
+    want = [scale * (doc["timesteps"][i] + doc["time_offsets"][i]) + off for i in calls]
+    np.testing.assert_allclose(sched.timesteps.numpy(), want, rtol=1e-6)
+    unshifted = [scale * doc["timesteps"][i] + off for i in calls]
+    assert not np.allclose(sched.timesteps.numpy(), unshifted, rtol=1e-4)
+    check_step_loop(doc, afs, kind, False)
+
+
+def check_step_loop(doc, afs, kind, cfg):
     mix = mixture()
     mean = mix.data_mean if afs == "average_x0" else None
     sched = S3Scheduler(schedule=doc, prediction_type=kind,
@@ -167,7 +206,7 @@ class MixtureUNet(Component):
     def forward(self, x, t):
         self.times.append(float(t))
         k = int(np.argmin(np.abs(self.sched.timesteps.numpy() - float(t))))
-        p = self.sched.plan.points[self.sched.plan.call_points()[k]]
+        p = self.sched.plan.model_point(self.sched.plan.call_points()[k])
         return types.SimpleNamespace(sample=self.mix.predictions(x, p.alpha, p.sigma)[0])
 
 

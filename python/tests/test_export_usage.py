@@ -371,3 +371,25 @@ def test_k_diffusion_note_runs_with_discrete_eps_ddpm_denoiser(exports):
         want = s3s.run(sched, lambda x, t: unet(x, t).sample, z,
                        model_time=lambda p: 1000 * p.t - 1)
     assert_close(ns["x"], want, "k-diffusion's result vs s3's run", rtol=1e-4)
+
+
+def test_time_offsets_survive_the_s3_format_and_are_noted_as_lost_by_plain_lists(tmp_path):
+    """`s3 export FILE --format s3` keeps `time_offsets` (the package runs them); the plain
+    lists drop them and their notes say so."""
+    from helpers import fixture as data_fixture
+    from helpers import with_offsets
+
+    src = tmp_path / "shifted.json"
+    src.write_text(json.dumps(with_offsets("vp-discrete_unipc-bh2-3_logsnr.json")))
+    out = tmp_path / "out.json"
+    s3("export", src, "--format", "s3", "--out", out)
+    back, orig = s3s.load(out), s3s.load(src)
+    assert back.time_offsets == pytest.approx(orig.time_offsets, rel=1e-15)
+    assert back.has_time_offsets and back.steps == orig.steps
+    for fmt in ["diffusers", "k-diffusion", "comfyui"]:
+        notes = s3("export", src, "--format", fmt, "--out", tmp_path / f"plain-{fmt}")
+        assert ("the model-time offsets (steps 0, 1, 2, 3, 4: s3 tells the model t + δ there"
+                in notes and "the gain they bring is lost" in notes), notes
+    plain = s3("export", data_fixture("vp-discrete_unipc-bh2-3_logsnr.json"), "--format",
+               "k-diffusion", "--out", tmp_path / "plain.json")
+    assert "offsets" not in plain, plain

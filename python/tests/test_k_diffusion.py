@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import require
-from helpers import fixture, mixture, reference, relerr, with_afs
+from helpers import fixture, mixture, reference, relerr, with_afs, with_offsets
 
 torch = require("torch")
 
@@ -98,6 +98,53 @@ def test_sample_s3_with_k_diffusions_discrete_eps_denoiser(afs):
     first = 0 if afs == "none" else 1
     assert [i for i, _ in seen] == list(range(first, first + nfe))
     assert [s for _, s in seen] == sample.sigmas[first:first + nfe]
+
+
+@pytest.mark.parametrize("afs", ["none", "zero_x0"])
+def test_time_offsets_with_k_diffusions_discrete_eps_denoiser(afs):
+    """The model is told sigma~ of t + delta and given x~ alpha_t/alpha_m, which the
+    denoiser's c_in = alpha_m turns into the network's x: equal to the native runner."""
+    doc = with_offsets(UNIPC, afs)
+    sample = make_sampler(doc)
+    model, inner = denoiser()
+    told = []
+
+    def recorded(x, sigma, **kw):
+        told.append(float(sigma[0]))
+        return model(x, sigma, **kw)
+
+    sigmas = torch.tensor(sample.sigmas, dtype=torch.float64)
+    z = torch.randn(4, 2, 2, 2, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    pts = sample.plan.points
+    seen = []
+    out = sample(recorded, z / pts[0].meta.alpha, sigmas, extra_args={"cond": "c"},
+                 callback=lambda d: seen.append(float(d["sigma"])))
+    want = reference(doc, z.numpy())
+    assert relerr(out.numpy() * pts[-1].meta.alpha, want) < 1e-12
+    first, nfe = (0 if afs == "none" else 1), sample.schedule.nfe
+    ns = sample.noise_schedule
+    shifted = [ns.ve_sigma(doc["timesteps"][i] + doc["time_offsets"][i]) for i in range(first, first + nfe)]
+    assert told == pytest.approx(shifted, rel=1e-14)
+    assert sample.model_sigmas[first:first + nfe] == told
+    assert seen == sample.sigmas[first:first + nfe]  # the callback reports the schedule's sigmas
+    assert inner.calls == ["c"] * nfe
+
+
+def test_time_offsets_in_edms_own_frame():
+    """EDM runs in its own frame: the denoiser gets x itself at sigma = t + delta."""
+    name = "edm_dpm-solver-3M_karras-rho-7.json"
+    doc = with_offsets(name)
+    sample = make_sampler(doc)
+    mix, told = mixture(), []
+
+    def model(x, sigma):
+        told.append(float(sigma[0]))
+        return mix.predictions(x, 1.0, float(sigma[0]))[1]
+
+    z = np.random.default_rng(6).standard_normal((3, 2, 2, 2)) * doc["timesteps"][0]
+    out = sample(model, torch.tensor(z), torch.tensor(sample.sigmas, dtype=torch.float64))
+    assert relerr(out.numpy(), reference(doc, z)) < 1e-12
+    assert told == [t + d for t, d in zip(doc["timesteps"], doc["time_offsets"])]
 
 
 def test_a_schedule_ending_above_zero_returns_the_ve_state():

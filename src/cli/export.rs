@@ -105,7 +105,16 @@ fn measure_loss(
     schedule: &SolverSchedule,
 ) -> Result<Option<Loss>> {
     let plain = plain_samplers(format, ns, schedule);
-    let same = |p: &PlainSampler| canonical(&p.schedule) == canonical(schedule);
+    // All-zero time offsets are no offsets; non-zero ones make the schedule differ from every
+    // plain sampler (the tools tell the model t itself).
+    let key = |s: &SolverSchedule| {
+        let mut c = canonical(s);
+        if !c.has_time_offsets() {
+            c.time_offsets = None;
+        }
+        c
+    };
+    let same = |p: &PlainSampler| key(&p.schedule) == key(schedule);
     if plain.is_empty() || plain.iter().any(same) {
         return Ok(None);
     }

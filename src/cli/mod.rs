@@ -90,7 +90,7 @@ enum Command {
     /// Run every classic solver × time spacing at one NFE on the same noise and metric.
     Baselines(BaselinesArgs),
     /// Search a per-step schedule that beats the classic solvers at one NFE (resumable).
-    Search(search::SearchArgs),
+    Search(Box<search::SearchArgs>),
     /// List or inspect search runs in a store.
     Runs(runs::RunsArgs),
     /// Check a store's journals against its index, or repair it after damage.
@@ -218,9 +218,11 @@ struct MetricArgs {
     /// Seed of the initial noise.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Metric: fd (Fréchet distance to the exact data moments, or FID for a network with FID
-    /// files) or mse (to a reference solve from the same noise: exact for mixtures, the
-    /// teacher for networks) [default: the dataset's].
+    /// Metric: fd (Fréchet distance to the exact data moments on all samples, or FID for a
+    /// network with FID files; biased upward by ~k/N), fd-inf (FD∞: the FD extrapolated to
+    /// infinitely many samples, unbiased), kid (kernel distance to exact data draws, unbiased;
+    /// not with FID statistics) or mse (to a reference solve from the same noise: exact for
+    /// mixtures, the teacher for networks) [default: the dataset's].
     #[arg(long)]
     metric: Option<String>,
     #[command(flatten)]
@@ -330,7 +332,7 @@ pub fn run() -> Result<i32> {
         Command::Sample(a) => sample(a),
         Command::Eval(a) => eval(a),
         Command::Baselines(a) => baselines(a),
-        Command::Search(a) => return search::search(a),
+        Command::Search(a) => return search::search(*a),
         Command::Runs(a) => runs::runs(a),
         Command::Store(a) => return store_cmd::store(a),
         Command::Export(a) => export::export(a),
@@ -338,6 +340,38 @@ pub fn run() -> Result<i32> {
         Command::FidStats(a) => fid::fid_stats(a),
     };
     done.map(|()| 0)
+}
+
+/// For FD and FD∞, an evaluator of the other one on the same noise, so reports show FD at N
+/// next to FD∞ (their difference is FD's finite-sample bias); None for other metrics, or
+/// when FD∞ is unavailable (too few samples for the feature dimension).
+fn fd_companion<'a>(ev: &Evaluator<'a>) -> Option<Evaluator<'a>> {
+    match ev.kind() {
+        MetricKind::Fd => ev.with_kind(MetricKind::FdInf).ok(),
+        MetricKind::FdInf => ev.with_kind(MetricKind::Fd).ok(),
+        MetricKind::Kid | MetricKind::Mse => None,
+    }
+}
+
+/// A metric value as text: KID (values ~1e-4) in scientific notation, others fixed.
+fn value_text(kind: MetricKind, v: f64) -> String {
+    match kind {
+        MetricKind::Kid => format!("{v:.4e}"),
+        _ => format!("{v:.6}"),
+    }
+}
+
+/// The companion of FD or FD∞ in words, for the line under the metric.
+fn companion_text(c: &Companion) -> String {
+    let what = match c.kind {
+        MetricKind::Fd => "on all samples; biased upward by ~k/N",
+        _ => "extrapolated to infinitely many samples; unbiased",
+    };
+    let floor = match c.floor {
+        Some(_) => format!("; {}", floor_text(&c.floor)),
+        None => String::new(),
+    };
+    format!("  {} = {:.6} ({what}){floor}", c.label, c.value)
 }
 
 /// The floor in words: what exact samples read, or why there is none.
@@ -413,6 +447,31 @@ struct ReferenceReport {
     cached: bool,
 }
 
+/// The other of FD / FD∞ on the same samples, with its floor.
+#[derive(Serialize)]
+struct Companion {
+    #[serde(skip)]
+    kind: MetricKind,
+    /// Its display name (`fd`, `fd-inf`, `fid`, `fid-inf`).
+    #[serde(skip)]
+    label: &'static str,
+    value: f64,
+    floor: Option<Floor>,
+}
+
+/// Where the work of `s3 eval` went, in seconds.
+#[derive(Serialize)]
+struct EvalSeconds {
+    /// Building what the metric compares with (exact moments, KID's reference draws).
+    reference: f64,
+    /// Running the schedule.
+    sampling: f64,
+    /// The metric of the samples.
+    metric: f64,
+    /// The floor (the metric of several sets of exact data draws).
+    floor: f64,
+}
+
 #[derive(Serialize)]
 struct EvalReport<'a> {
     dataset: &'a str,
@@ -431,16 +490,49 @@ struct EvalReport<'a> {
     samples: usize,
     seed: u64,
     features: String,
+    /// For --metric fd-inf: FD on all the samples, with its floor.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fd_at_n: Option<Companion>,
+    /// For --metric fd: FD∞ of the same samples, with its floor.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fd_inf: Option<Companion>,
+    seconds: EvalSeconds,
+}
+
+/// The companion of `ev` (see [`fd_companion`]) measured on `x`, with its floor.
+fn companion_of(ev: &Evaluator, x: &[f32]) -> Result<Option<Companion>> {
+    let Some(c) = fd_companion(ev) else {
+        return Ok(None);
+    };
+    Ok(Some(Companion {
+        kind: c.kind(),
+        label: c.metric_label(),
+        value: c.value_of(x)?,
+        floor: c.floor()?,
+    }))
 }
 
 fn eval(a: EvalArgs) -> Result<()> {
     let (ds, ns) = a.model.load()?;
     let schedule = load_schedule(&a.schedule)?;
     let ev = a.metric.evaluator(&ds, &ns)?;
-    let e = ev
-        .evaluate(&schedule)
+    let start = Instant::now();
+    ev.prepare_reference()?;
+    let reference_s = start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    let (e, x) = ev
+        .evaluate_with_samples(&schedule)
         .with_context(|| format!("evaluating {}", a.schedule.display()))?;
+    let sampling_s = start.elapsed().as_secs_f64() - e.metric_seconds;
+    let start = Instant::now();
     let floor = ev.floor()?;
+    let floor_s = start.elapsed().as_secs_f64();
+    let companion = companion_of(&ev, &x)?;
+    drop(x);
+    let (fd_at_n, fd_inf) = match ev.kind() {
+        MetricKind::FdInf => (companion, None),
+        _ => (None, companion),
+    };
     let report = EvalReport {
         dataset: &ds.name,
         noise_schedule: ds.noise.label(),
@@ -460,15 +552,23 @@ fn eval(a: EvalArgs) -> Result<()> {
         samples: e.samples,
         seed: a.metric.seed,
         features: ev.metric_id(),
+        fd_at_n,
+        fd_inf,
+        seconds: EvalSeconds {
+            reference: reference_s,
+            sampling: sampling_s,
+            metric: e.metric_seconds,
+            floor: floor_s,
+        },
     };
     if a.metric.json {
         outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         outln!(
-            "{}: {} = {:.6}{} at NFE {} ({} samples, seed {}; {})",
+            "{}: {} = {}{} at NFE {} ({} samples, seed {}; {})",
             report.schedule,
             report.metric,
-            report.value,
+            value_text(ev.kind(), report.value),
             report
                 .psnr_db
                 .map_or(String::new(), |p| format!(" (PSNR {p:.2} dB)")),
@@ -477,6 +577,9 @@ fn eval(a: EvalArgs) -> Result<()> {
             report.seed,
             floor_text(&report.floor)
         );
+        if let Some(c) = report.fd_at_n.as_ref().or(report.fd_inf.as_ref()) {
+            outln!("{}", companion_text(c));
+        }
     }
     Ok(())
 }
@@ -486,6 +589,11 @@ struct BaselineRow {
     solver: String,
     spacing: String,
     value: Option<f64>,
+    /// The companion metric of the same samples (FD at N for fd-inf, FD∞ for fd).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fd_at_n: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fd_inf: Option<f64>,
     error: Option<String>,
     file: Option<String>,
 }
@@ -499,6 +607,17 @@ struct BaselinesReport<'a> {
     samples: usize,
     seed: u64,
     floor: Option<Floor>,
+    /// The companion's floor, for --metric fd-inf (FD at N) …
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fd_at_n_floor: Option<Floor>,
+    /// … and for --metric fd (FD∞).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fd_inf_floor: Option<Floor>,
+    /// The companion's display name (`fd`, `fd-inf`, `fid`, `fid-inf`), when there is one.
+    #[serde(skip)]
+    companion: Option<&'static str>,
+    #[serde(skip)]
+    kind: MetricKind,
     results: Vec<BaselineRow>,
 }
 
@@ -506,46 +625,27 @@ fn baselines(a: BaselinesArgs) -> Result<()> {
     check_nfe(a.nfe, "--nfe")?;
     let (ds, ns) = a.model.load()?;
     let ev = a.metric.evaluator(&ds, &ns)?;
+    let companion = fd_companion(&ev);
     if let Some(dir) = &a.emit {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("--emit: creating {}", dir.display()))?;
     }
     let start = Instant::now();
-    let mut rows = Vec::new();
-    for entry in classic_grid(&ns, a.nfe) {
-        let (solver, spacing) = (entry.solver.label(), entry.spacing.label());
-        let (value, error, file) = match entry.schedule {
-            Err(e) => (None, Some(e.to_string()), None),
-            Ok(s) => {
-                let file = match &a.emit {
-                    Some(dir) => {
-                        let path = dir.join(format!("{}_{}.json", slug(&solver), slug(&spacing)));
-                        s.save(&path, &ns)
-                            .with_context(|| format!("--emit: {}", path.display()))?;
-                        Some(path.display().to_string())
-                    }
-                    None => None,
-                };
-                match ev.evaluate(&s) {
-                    Ok(e) => (Some(e.value), None, file),
-                    Err(e) => (None, Some(e.to_string()), file),
-                }
-            }
-        };
-        rows.push(BaselineRow {
-            solver,
-            spacing,
-            value,
-            error,
-            file,
-        });
-    }
+    let mut rows = classic_grid(&ns, a.nfe)
+        .into_iter()
+        .map(|entry| baseline_row(entry, &ev, companion.as_ref(), a.emit.as_deref(), &ns))
+        .collect::<Result<Vec<_>>>()?;
     rows.sort_by(|x, y| {
         x.value
             .unwrap_or(f64::INFINITY)
             .total_cmp(&y.value.unwrap_or(f64::INFINITY))
     });
     let floor = ev.floor()?;
+    let companion_floor = companion.as_ref().map(|c| c.floor()).transpose()?.flatten();
+    let (fd_at_n_floor, fd_inf_floor) = match ev.kind() {
+        MetricKind::FdInf => (companion_floor, None),
+        _ => (None, companion_floor),
+    };
     let report = BaselinesReport {
         dataset: &ds.name,
         noise_schedule: ds.noise.label(),
@@ -554,6 +654,10 @@ fn baselines(a: BaselinesArgs) -> Result<()> {
         samples: ev.samples(),
         seed: a.metric.seed,
         floor,
+        fd_at_n_floor,
+        fd_inf_floor,
+        companion: companion.as_ref().map(|c| c.metric_label()),
+        kind: ev.kind(),
         results: rows,
     };
     if a.metric.json {
@@ -569,7 +673,57 @@ fn baselines(a: BaselinesArgs) -> Result<()> {
     Ok(())
 }
 
-/// The baselines as a text table, best first, under a line on the setting and the floor.
+/// One classic schedule measured (and written to `emit`, if given): its metric and, for FD
+/// and FD∞, the other one of the same samples.
+fn baseline_row(
+    entry: s3::solver::ClassicEntry,
+    ev: &Evaluator,
+    companion: Option<&Evaluator>,
+    emit: Option<&Path>,
+    ns: &NoiseSchedule,
+) -> Result<BaselineRow> {
+    let (solver, spacing) = (entry.solver.label(), entry.spacing.label());
+    let mut row = BaselineRow {
+        solver,
+        spacing,
+        value: None,
+        fd_at_n: None,
+        fd_inf: None,
+        error: None,
+        file: None,
+    };
+    let s = match entry.schedule {
+        Err(e) => {
+            row.error = Some(e.to_string());
+            return Ok(row);
+        }
+        Ok(s) => s,
+    };
+    if let Some(dir) = emit {
+        let path = dir.join(format!("{}_{}.json", slug(&row.solver), slug(&row.spacing)));
+        s.save(&path, ns)
+            .with_context(|| format!("--emit: {}", path.display()))?;
+        row.file = Some(path.display().to_string());
+    }
+    let measured = ev.evaluate_with_samples(&s).and_then(|(e, x)| {
+        let other = companion.map(|c| c.value_of(&x)).transpose()?;
+        Ok((e.value, other))
+    });
+    match measured {
+        Ok((value, other)) => {
+            row.value = Some(value);
+            match ev.kind() {
+                MetricKind::FdInf => row.fd_at_n = other,
+                _ => row.fd_inf = other,
+            }
+        }
+        Err(e) => row.error = Some(e.to_string()),
+    }
+    Ok(row)
+}
+
+/// The baselines as a text table, best first, under a line on the setting and the floor; for
+/// FD and FD∞ a second value column holds the other one of the same samples.
 fn print_baselines(report: &BaselinesReport) {
     outln!(
         "Classic solvers at NFE {} on {} ({}), {} on {} samples, seed {}",
@@ -581,30 +735,45 @@ fn print_baselines(report: &BaselinesReport) {
         report.seed
     );
     match &report.floor {
-        Some(f) if f.teacher_nfe.is_some() => outln!("Floor: {f}\n"),
+        Some(f) if f.teacher_nfe.is_some() => outln!("Floor: {f}"),
         Some(f) => outln!(
-            "Floor ({} of exact data samples, same count): {f}\n",
+            "Floor ({} of exact data samples, same count): {f}",
             report.metric
         ),
         None => {
-            outln!("No floor: FID against real-data statistics has no exact data to draw from\n")
+            outln!("No floor: FID against real-data statistics has no exact data to draw from")
         }
     }
+    let other_floor = report
+        .fd_at_n_floor
+        .as_ref()
+        .or(report.fd_inf_floor.as_ref());
+    if let (Some(label), Some(f)) = (report.companion, other_floor) {
+        outln!("Floor ({label} of exact data samples, same count): {f}");
+    }
+    outln!();
     outln!(
-        "{:>4}  {:<20} {:<22} {:>12}",
+        "{:>4}  {:<20} {:<22} {:>12}{}",
         "rank",
         "solver",
         "spacing",
-        report.metric
+        report.metric,
+        report
+            .companion
+            .map_or(String::new(), |l| format!(" {l:>12}"))
     );
     for (i, r) in report.results.iter().enumerate() {
+        let other = r
+            .fd_at_n
+            .or(r.fd_inf)
+            .map_or(String::new(), |v| format!(" {v:>12.6}"));
         match (r.value, &r.error) {
             (Some(v), _) => outln!(
-                "{:>4}  {:<20} {:<22} {:>12.6}",
+                "{:>4}  {:<20} {:<22} {:>12}{other}",
                 i + 1,
                 r.solver,
                 r.spacing,
-                v
+                value_text(report.kind, v)
             ),
             (None, e) => outln!(
                 "{:>4}  {:<20} {:<22} {:>12}  ({})",

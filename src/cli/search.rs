@@ -8,8 +8,8 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use s3::metric::MetricKind;
 use s3::search::{
-    BEST_FILE, DEFAULT_FINAL_TOP, Event, RowKind, Run, RunOutcome, SearchConfig, SearchRunner,
-    SearchSetup, StrategyKind, Termination, check_run_id, run_dir,
+    BEST_FILE, DEFAULT_FINAL_TOP, Event, RefineConfig, RowKind, Run, RunOutcome, SearchConfig,
+    SearchRunner, SearchSetup, StrategyKind, Termination, check_run_id, run_dir,
 };
 use s3::solver::ClassicSolver;
 use s3::store::Store;
@@ -66,6 +66,23 @@ pub struct SearchArgs {
     /// or ComfyUI [default: search every per-step decision].
     #[arg(long, value_name = "NAME")]
     solver: Option<String>,
+    /// Refine the best N distinct schedules of the search after it: their timesteps
+    /// (t_end included), relaxation coefficients and model-time offsets are tuned by
+    /// Nelder–Mead on a cheap tier (MSE to the exact solution, or to the teacher, on
+    /// --refine-samples samples); each refined schedule then pays one true-metric trial and
+    /// is kept only if that beats its parent.
+    #[arg(long, value_name = "N", default_value_t = s3::search::DEFAULT_REFINE_TOP)]
+    refine: usize,
+    /// Skip the refinement.
+    #[arg(long, conflicts_with = "refine")]
+    no_refine: bool,
+    /// Samples of the refinement's cheap tier.
+    #[arg(long, value_name = "N", default_value_t = s3::search::DEFAULT_REFINE_SAMPLES)]
+    refine_samples: usize,
+    /// Model calls each refinement may spend (one cheap measurement costs NFE × samples)
+    /// [default: 300 measurements' worth].
+    #[arg(long, value_name = "CALLS")]
+    refine_calls: Option<u64>,
     /// Continue the run RUN with its stored configuration.
     #[arg(long, value_name = "RUN")]
     resume: Option<String>,
@@ -134,6 +151,7 @@ fn new_config(a: &SearchArgs) -> Result<(SearchConfig, SearchSetup, String)> {
         final_top: DEFAULT_FINAL_TOP,
         final_samples,
         reference_nfe: a.reference_nfe,
+        refine: refine_config(a, nfe),
         solver,
         dataset_identity: Some(ds.identity()),
         space_hash: Some(space_hash),
@@ -166,6 +184,22 @@ fn new_config(a: &SearchArgs) -> Result<(SearchConfig, SearchSetup, String)> {
     let name = ds.name.clone();
     let setup = SearchSetup::new(&cfg, ds, space)?;
     Ok((cfg, setup, name))
+}
+
+/// The refinement the flags ask for (None with --no-refine).
+fn refine_config(a: &SearchArgs, nfe: usize) -> Option<RefineConfig> {
+    if a.no_refine {
+        return None;
+    }
+    let measurement = (nfe * a.refine_samples) as u64;
+    Some(RefineConfig {
+        top: a.refine,
+        samples: a.refine_samples,
+        calls: a
+            .refine_calls
+            .unwrap_or(s3::search::DEFAULT_REFINE_MEASUREMENTS * measurement),
+        knobs: s3::refine::Knobs::ALL,
+    })
 }
 
 /// Without a terminal, a trial line at most this often (seconds), so slow evaluations
@@ -266,6 +300,17 @@ impl EventPrinter<'_> {
                     best.map_or("-".into(), |b| format!("{b:.6}")),
                     eta_s.map_or(String::new(), |t| format!(", ~{} left", duration(t)))
                 ))
+            }
+            Event::Refined { parent_value, value, accepted, tier_start, tier_value, parameters, measurements, calls, paid_calls, seconds, .. } => {
+                self.say(format!(
+                    "refined a schedule at {parent_value:.6}: {parameters} parameters, cheap tier {tier_start:.3e} → {tier_value:.3e} in {measurements} measurements ({calls} model calls, {paid_calls} paid now, {}); true metric {} — {}",
+                    duration(*seconds),
+                    value.map_or("not measured (no gain on the cheap tier)".into(), |v| format!("{v:.6}")),
+                    if *accepted { "kept" } else { "not kept" }
+                ))
+            }
+            Event::RefineSkipped { reason, .. } => {
+                self.say(format!("refinement skipped a schedule: {reason}"))
             }
             Event::Stopped { reason, .. } => self.say(format!("stopped: {reason}")),
             Event::Final { evaluations, seconds, .. } => self.say(format!(

@@ -12,6 +12,7 @@ pub use network::{
     DEFAULT_FID_SAMPLES, DEFAULT_TEACHER_SAMPLES, Fid, LoadOptions, Network, dataset_of,
     from_model_config,
 };
+pub use presets::ANALYTIC_DEFAULT_METRIC;
 
 use crate::error::{Result, S3Error};
 use crate::metric::MetricKind;
@@ -130,7 +131,7 @@ impl Dataset {
             Some(m) => {
                 MetricKind::parse(m).map_err(|e| S3Error::field(&ctx, "metric", e.to_string()))?
             }
-            None => MetricKind::Fd,
+            None => presets::ANALYTIC_DEFAULT_METRIC,
         };
         let samples = d.samples.unwrap_or(1000);
         if samples < 2 {

@@ -209,11 +209,19 @@ pub fn dataset_of(network: Network, name: Option<&str>, path: &ModelConfigPath) 
         Some(m) => {
             let kind =
                 MetricKind::parse(m).map_err(|e| S3Error::field(&ctx, "metric", e.to_string()))?;
-            if kind == MetricKind::Fd && !has_fd {
+            if kind.is_distribution() && !has_fd {
                 return Err(S3Error::field(
                     &ctx,
                     "metric",
-                    "\"fd\" needs `fid` or `data` in the config",
+                    format!("\"{m}\" needs `fid` or `data` in the config"),
+                ));
+            }
+            if kind == MetricKind::Kid && network.fid.is_some() {
+                return Err(S3Error::field(
+                    &ctx,
+                    "metric",
+                    "\"kid\" needs reference feature rows, but the network is measured \
+                     through FID statistics (mean and covariance only); use \"fd-inf\" or \"fd\"",
                 ));
             }
             kind
@@ -221,9 +229,10 @@ pub fn dataset_of(network: Network, name: Option<&str>, path: &ModelConfigPath) 
         None if has_fd => MetricKind::Fd,
         None => MetricKind::Mse,
     };
-    let samples = config.samples.unwrap_or(match metric {
-        MetricKind::Fd => DEFAULT_FID_SAMPLES,
-        MetricKind::Mse => DEFAULT_TEACHER_SAMPLES,
+    let samples = config.samples.unwrap_or(if metric.is_distribution() {
+        DEFAULT_FID_SAMPLES
+    } else {
+        DEFAULT_TEACHER_SAMPLES
     });
     Ok(Dataset {
         name: name.map_or_else(|| config.name.clone(), str::to_string),

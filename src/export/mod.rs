@@ -20,6 +20,11 @@
 //! training timestep k is continuous time t = (k + 1)/N_train, so t maps to
 //! k = round(t·N_train − 1).
 //!
+//! The schedule's optional `time_offsets` (the model is told t_i + δ_i while the solver keeps
+//! t_i) live only in the `s3` format (serde carries them) and in what runs it (the
+//! s3schedule package in python/); the plain lists hold the solver's times, so their notes
+//! list the offsets among the dropped decisions.
+//!
 //! [`Exported::notes`] says, for every target, which per-step decisions are dropped, which
 //! solver the target runs instead (and when it reproduces the schedule exactly), what happens
 //! at the two ends of the schedule, and any rounding done.
@@ -284,6 +289,13 @@ impl<'a> Plan<'a> {
         if s.afs != Afs::None {
             dropped.push(format!("the analytical first step ({})", afs_name(s.afs)));
         }
+        let shifted = self.shifted_calls();
+        if !shifted.is_empty() {
+            dropped.push(format!(
+                "the model-time offsets (steps {}: s3 tells the model t + δ there while its solver keeps t; the tool tells it t, so the gain they bring is lost)",
+                join(shifted.iter())
+            ));
+        }
         format!(
             "{tool} cannot express per-step solver decisions: it takes only the noise levels and applies one solver with global settings at every step. Dropped: {}.",
             dropped.join(", ")
@@ -317,10 +329,21 @@ impl<'a> Plan<'a> {
         })
     }
 
-    /// Whether `candidate` (a classic solver over the target's times) is this schedule.
+    /// The steps i whose model call at t_i is told t_i + δ_i with δ_i ≠ 0 (`time_offsets`,
+    /// which no plain list can carry).
+    pub fn shifted_calls(&self) -> Vec<usize> {
+        (0..self.n)
+            .filter(|&i| self.schedule.time_offset(i) != 0.0)
+            .collect()
+    }
+
+    /// Whether `candidate` (a classic solver over the target's times) is this schedule. Never
+    /// with non-zero time offsets: the targets tell the model t itself.
     pub fn same_as(&self, candidate: &SolverSchedule) -> bool {
         let s = self.schedule;
-        s.afs == Afs::None
+        !s.has_time_offsets()
+            && !candidate.has_time_offsets()
+            && s.afs == Afs::None
             && candidate.afs == Afs::None
             && s.timesteps.len() == candidate.timesteps.len()
             && s.timesteps
@@ -421,6 +444,52 @@ mod tests {
         assert!(
             e.contains("export format") && e.contains("onnx") && e.contains(&ExportFormat::names())
         );
+    }
+
+    /// Offsets are no plain-list decision: the notes say they are lost, a classic solver
+    /// with offsets is no longer "run exactly", and the `s3` format keeps them.
+    #[test]
+    fn time_offsets_are_dropped_from_plain_lists_and_kept_in_s3() {
+        let ns = NoiseSchedule::vp_linear();
+        let times = vec![1.0, 0.5, 0.2, 0.05, 0.0];
+        let plain = ClassicSolver::Ddim.build(times, true).unwrap();
+        let mut shifted = plain.clone();
+        shifted.time_offsets = Some(vec![0.0, 0.03, 0.0, -0.01]);
+        for format in [
+            ExportFormat::Diffusers,
+            ExportFormat::KDiffusion,
+            ExportFormat::ComfyUi,
+        ] {
+            let notes = export(&plain, &ns, format).unwrap().notes;
+            assert!(
+                notes
+                    .iter()
+                    .any(|n| n.contains("runs this schedule exactly"))
+                    && !notes.iter().any(|n| n.contains("offsets")),
+                "{notes:?}"
+            );
+            let notes = export(&shifted, &ns, format).unwrap().notes;
+            let want = "the model-time offsets (steps 1, 3: s3 tells the model t + δ there while its solver keeps t; the tool tells it t, so the gain they bring is lost)";
+            assert!(
+                notes
+                    .iter()
+                    .any(|n| n.contains("Dropped: ") && n.contains(want)),
+                "{}: {notes:?}",
+                format.as_str()
+            );
+            assert!(
+                !notes.iter().any(|n| n.contains("Nothing is lost")),
+                "{notes:?}"
+            );
+        }
+        // All-zero offsets change nothing.
+        let mut zeros = plain.clone();
+        zeros.time_offsets = Some(vec![0.0; 4]);
+        let notes = export(&zeros, &ns, ExportFormat::KDiffusion).unwrap().notes;
+        assert!(!notes.iter().any(|n| n.contains("Dropped")), "{notes:?}");
+        let text = export(&shifted, &ns, ExportFormat::S3).unwrap().text;
+        let back: SolverSchedule = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.time_offsets, shifted.time_offsets);
     }
 
     #[test]

@@ -56,6 +56,73 @@ fn sqrt_psd(s: DMatrix<f64>) -> DMatrix<f64> {
     &eig.eigenvectors * DMatrix::from_diagonal(&roots) * eig.eigenvectors.transpose()
 }
 
+/// Fixed reference statistics prepared for many Fréchet distances: √Σ_ref and tr Σ_ref are
+/// computed once, so each distance costs one symmetric eigendecomposition (of
+/// √Σ_ref Σ √Σ_ref, whose eigenvalues are those of Σ Σ_ref) instead of two. FD∞ measures
+/// [`super::fd_inf::FD_INF_POINTS`] subsets against the same reference.
+#[derive(Debug, Clone)]
+pub struct FrechetReference {
+    mu: Vec<f64>,
+    sqrt_cov: DMatrix<f64>,
+    trace: f64,
+}
+
+impl FrechetReference {
+    /// Prepares `reference` (its covariance must be `d × d` for `d` = its mean's length).
+    pub fn new(reference: &Moments) -> Result<Self> {
+        let d = reference.dim();
+        if reference.cov.len() != d * d {
+            return Err(S3Error::Shape(format!(
+                "reference statistics: a mean of length {d} and {} covariance values",
+                reference.cov.len()
+            )));
+        }
+        let s = DMatrix::from_row_slice(d, d, &reference.cov);
+        let trace = s.trace();
+        let sym = (&s + s.transpose()) * 0.5;
+        Ok(Self {
+            mu: reference.mu.clone(),
+            sqrt_cov: sqrt_psd(sym),
+            trace,
+        })
+    }
+
+    /// The feature dimension.
+    pub fn dim(&self) -> usize {
+        self.mu.len()
+    }
+
+    /// The Fréchet distance between N(m.mu, m.cov) and the reference (the same quantity as
+    /// [`frechet_distance`]).
+    pub fn distance(&self, m: &Moments) -> Result<f64> {
+        let d = self.dim();
+        if m.dim() != d || m.cov.len() != d * d {
+            return Err(S3Error::Shape(format!(
+                "Fréchet distance between statistics of dimension {} and {d}",
+                m.dim()
+            )));
+        }
+        let s = DMatrix::from_row_slice(d, d, &m.cov);
+        let inner = &self.sqrt_cov * &s * &self.sqrt_cov;
+        let inner = (&inner + inner.transpose()) * 0.5;
+        let tr_covmean: f64 = SymmetricEigen::new(inner)
+            .eigenvalues
+            .iter()
+            .map(|v| v.max(0.0).sqrt())
+            .sum();
+        let diff: f64 =
+            m.mu.iter()
+                .zip(&self.mu)
+                .map(|(x, y)| (x - y).powi(2))
+                .sum();
+        let fd = diff + s.trace() + self.trace - 2.0 * tr_covmean;
+        if !fd.is_finite() {
+            return Err(S3Error::Numerical("Fréchet distance is not finite".into()));
+        }
+        Ok(fd)
+    }
+}
+
 /// The Fréchet distance between N(a.mu, a.cov) and N(b.mu, b.cov).
 pub fn frechet_distance(a: &Moments, b: &Moments) -> Result<f64> {
     let d = a.dim();
@@ -109,6 +176,18 @@ mod tests {
             cov: vec![1.0, 1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0],
         };
         assert!(frechet_distance(&a, &a).unwrap().abs() < 1e-12);
+    }
+
+    #[test]
+    fn prepared_reference_gives_the_same_distance() {
+        let a = Moments::from_rows(&[1.0, 2.0, 3.0, 6.0, 5.0, 4.0, 0.5, -1.0], 2).unwrap();
+        let b = Moments::from_rows(&[0.0, 1.0, 2.0, 2.5, 1.5, -3.0, 4.0, 0.0], 2).unwrap();
+        let direct = frechet_distance(&a, &b).unwrap();
+        let prepared = FrechetReference::new(&b).unwrap().distance(&a).unwrap();
+        assert!(
+            (direct - prepared).abs() < 1e-12 * direct,
+            "{direct} vs {prepared}"
+        );
     }
 
     #[test]

@@ -1,19 +1,22 @@
 //! Metrics of a schedule: the Fréchet distance (FD) between the samples' feature statistics
-//! and the exact data moments (or FID through a network's extractor), or the MSE to a
-//! reference solve from the same noise (exact for mixtures, a teacher for networks). Each
-//! comes with its floor: the value that exact samples would read with the same sample
-//! count, or the teacher's own error. This module is the pure maths (statistics, distances,
+//! and the exact data moments (or FID through a network's extractor), its finite-sample-bias-
+//! free extrapolation FD∞ ([`fd_inf`]), the kernel distance KID to reference draws ([`kid`]),
+//! or the MSE to a reference solve from the same noise (exact for mixtures, a teacher for
+//! networks). Each comes with its floor: the value that exact samples would read with the
+//! same sample count, or the teacher's own error. This module is the pure maths (statistics, distances,
 //! teacher solves, the noise draw); running a schedule on a dataset and measuring it is
 //! [`crate::eval`]'s.
 
+pub mod fd_inf;
 pub mod features;
 pub mod frechet;
+pub mod kid;
 pub mod reference_cache;
 pub mod stats_file;
 pub mod teacher;
 
 pub use features::FeatureMap;
-pub use frechet::{Moments, frechet_distance};
+pub use frechet::{FrechetReference, Moments, frechet_distance};
 pub use reference_cache::{REFERENCES_DIR, ReferenceCache, ReferenceInfo};
 pub use teacher::{DEFAULT_REFERENCE_NFE, MIN_REFERENCE_NFE, psnr_db};
 
@@ -27,17 +30,24 @@ use serde::{Deserialize, Serialize};
 
 /// Which metric to compute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum MetricKind {
-    /// Fréchet distance of feature statistics to the exact data moments (FID-like).
+    /// Fréchet distance of feature statistics to the exact data moments (FID-like), on all
+    /// N samples: biased upward by ~k/N, and the bias shrinks with the samples' variance.
     Fd,
+    /// FD∞ (Chong & Forsyth 2020): the FD extrapolated to N → ∞ from subsets, free of the
+    /// k/N bias, so a sample set that lost diversity does not read better ([`fd_inf`]).
+    FdInf,
+    /// KID: unbiased MMD² with the cubic polynomial kernel against reference feature rows,
+    /// averaged over subsets as torch-fidelity and clean-fid do ([`kid`]).
+    Kid,
     /// Mean squared error to the reference ODE solution from the same noise.
     Mse,
 }
 
 impl Named for MetricKind {
     const KIND: &'static str = "metric";
-    const ALL: &'static [Self] = &[Self::Fd, Self::Mse];
+    const ALL: &'static [Self] = &[Self::Fd, Self::FdInf, Self::Kid, Self::Mse];
 }
 
 impl MetricKind {
@@ -49,6 +59,19 @@ impl MetricKind {
     /// The short name.
     pub fn as_str(self) -> &'static str {
         self.name()
+    }
+
+    /// Whether the metric compares the distribution of the samples with the data (FD, FD∞,
+    /// KID: it needs FID files or exact data, and its floor is what exact draws read), rather
+    /// than each sample with its reference solve (MSE).
+    pub fn is_distribution(self) -> bool {
+        !matches!(self, Self::Mse)
+    }
+
+    /// Whether the metric is unbiased in the sample count (FD∞ and KID: it reads ≈ 0 for
+    /// exact data and may read slightly negative).
+    pub fn is_unbiased(self) -> bool {
+        matches!(self, Self::FdInf | Self::Kid)
     }
 }
 

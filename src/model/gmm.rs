@@ -8,9 +8,16 @@
 //! the f32 rounding of ε by σ/α, 10⁶ at flow's t = 1 − 10⁻⁶, and is 0/0 at pure noise, where
 //! the x0 prediction is the data mean).
 
+mod diagonal;
+mod isotropic;
+mod kernels;
+#[cfg(test)]
+mod oracle;
+
 use super::{Denoiser, Parameterization, Real, TimePoint};
 use crate::error::{Result, S3Error};
-use nalgebra::DMatrix;
+use diagonal::Diagonal;
+use isotropic::Isotropic;
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal, weighted::WeightedIndex};
 use rayon::prelude::*;
@@ -37,8 +44,6 @@ pub struct GaussianMixture {
     means: Vec<f64>,
     /// ‖m_k‖².
     mean_norms: Vec<f64>,
-    /// (M, Mᵀ) for the isotropic fast path, built on first use.
-    means_matrix: std::sync::OnceLock<(DMatrix<f64>, DMatrix<f64>)>,
     stds: Stds,
 }
 
@@ -181,7 +186,6 @@ impl GaussianMixture {
         }
         Ok(Self {
             mean_norms,
-            means_matrix: std::sync::OnceLock::new(),
             log_weights: weights.iter().map(|w| w.ln()).collect(),
             weights,
             shape,
@@ -313,80 +317,6 @@ impl GaussianMixture {
         }
         out
     }
-
-    /// ε(x) — or x0(x) = Σ_k γ_k (m_k + α s_k² (x − α m_k)/v_k) when `data` — for one
-    /// sample, using `scratch` (length K) for the component log-densities.
-    fn predict_one<T: Real>(
-        &self,
-        x: &[T],
-        alpha: f64,
-        sigma: f64,
-        data: bool,
-        scratch: &mut [f64],
-        out: &mut [T],
-    ) {
-        let s2 = sigma * sigma;
-        let a2 = alpha * alpha;
-        let ln_2pi = (2.0 * std::f64::consts::PI).ln();
-        for (k, lp) in scratch.iter_mut().enumerate() {
-            let m = self.mean_of(k);
-            *lp = match &self.stds {
-                Stds::Isotropic(s) => {
-                    let v = a2 * s[k] * s[k] + s2;
-                    let dist: f64 = x
-                        .iter()
-                        .zip(m)
-                        .map(|(&xi, &mi)| {
-                            let r = xi.to_f64() - alpha * mi;
-                            r * r
-                        })
-                        .sum();
-                    self.log_weights[k] - 0.5 * (dist / v + self.dim as f64 * (ln_2pi + v.ln()))
-                }
-                Stds::Diagonal(s) => {
-                    let sk = &s[k * self.dim..(k + 1) * self.dim];
-                    let acc: f64 = x
-                        .iter()
-                        .zip(m.iter().zip(sk))
-                        .map(|(&xi, (&mi, &si))| {
-                            let v = a2 * si * si + s2;
-                            let r = xi.to_f64() - alpha * mi;
-                            r * r / v + (ln_2pi + v.ln())
-                        })
-                        .sum();
-                    self.log_weights[k] - 0.5 * acc
-                }
-            };
-        }
-        let max = scratch.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let mut norm = 0.0;
-        for lp in scratch.iter_mut() {
-            *lp = (*lp - max).exp();
-            norm += *lp;
-        }
-        let mut acc = vec![0.0f64; self.dim];
-        for (k, &g) in scratch.iter().enumerate() {
-            let g = g / norm;
-            if g < 1e-300 {
-                continue;
-            }
-            let m = self.mean_of(k);
-            for (d, a) in acc.iter_mut().enumerate() {
-                let sd = self.std_of(k, d);
-                let v = a2 * sd * sd + s2;
-                let r = (x[d].to_f64() - alpha * m[d]) / v;
-                *a += if data {
-                    g * (m[d] + alpha * sd * sd * r)
-                } else {
-                    g * r
-                };
-            }
-        }
-        let scale = if data { 1.0 } else { sigma };
-        for (o, a) in out.iter_mut().zip(acc) {
-            *o = T::from_f64(scale * a);
-        }
-    }
 }
 
 fn parse_stds(v: &serde_json::Value, k: usize, dim: usize) -> std::result::Result<Stds, String> {
@@ -497,95 +427,21 @@ impl GaussianMixture {
         let (alpha, sigma) = (time.alpha, time.sigma);
         match &self.stds {
             Stds::Isotropic(s) => {
-                out.par_chunks_mut(d * GEMM_ROWS)
-                    .zip(x.par_chunks(d * GEMM_ROWS))
-                    .for_each(|(o, xi)| self.isotropic_block(xi, alpha, sigma, s, data, o));
+                let terms = Isotropic::new(self, s, alpha, sigma, data);
+                let block = d * isotropic::BLOCK_SAMPLES;
+                out.par_chunks_mut(block)
+                    .zip(x.par_chunks(block))
+                    .for_each(|(o, xi)| isotropic::with_scratch(self, |s| terms.block(xi, o, s)));
             }
-            Stds::Diagonal(_) => {
+            Stds::Diagonal(s) => {
+                let terms = Diagonal::new(self, s, alpha, sigma, data);
                 out.par_chunks_mut(d).zip(x.par_chunks(d)).for_each_init(
-                    || vec![0.0; self.components()],
-                    |scratch, (o, xi)| self.predict_one(xi, alpha, sigma, data, scratch, o),
+                    || vec![0.0; self.components() + 2 * d],
+                    |scratch, (o, xi)| terms.predict_one(xi, scratch, o),
                 );
             }
         }
         Ok(())
-    }
-}
-
-/// Samples per matrix block in the isotropic fast path.
-const GEMM_ROWS: usize = 128;
-
-impl GaussianMixture {
-    /// ε (or x0 when `data`) for a block of samples with isotropic components, as two f64
-    /// matrix products: ‖x − αm_k‖² = ‖x‖² − 2α x·m_k + α²‖m_k‖² (exact enough in f64: the
-    /// cancellation error ~1e-16·‖x‖² stays far below the smallest variance α²s² + σ²), then
-    /// with g_k = γ_k/v_k: ε = σ [(Σ_k g_k) x − α Σ_k g_k m_k] and
-    /// x0 = σ² Σ_k g_k m_k + α (Σ_k g_k s_k²) x.
-    fn isotropic_block<T: Real>(
-        &self,
-        x: &[T],
-        alpha: f64,
-        sigma: f64,
-        stds: &[f64],
-        data: bool,
-        out: &mut [T],
-    ) {
-        let (d, k) = (self.dim, self.components());
-        let n = x.len() / d;
-        // Column i of these matrices is sample i (column-major storage = row-major batch).
-        let xm = DMatrix::<f64>::from_iterator(d, n, x.iter().map(|&v| v.to_f64()));
-        let (means, means_t) = self.means_matrices();
-        let mut g = means * &xm; // k × n: m_k · x_i
-        let s2 = sigma * sigma;
-        let v: Vec<f64> = stds.iter().map(|s| alpha * alpha * s * s + s2).collect();
-        let ln_2pi = (2.0 * std::f64::consts::PI).ln();
-        let base: Vec<f64> = (0..k)
-            .map(|c| self.log_weights[c] - 0.5 * d as f64 * (ln_2pi + v[c].ln()))
-            .collect();
-        let (mut coef_x, mut coef_s) = (vec![0.0; n], vec![0.0; n]);
-        for (i, mut col) in g.column_iter_mut().enumerate() {
-            let x2: f64 = xm.column(i).iter().map(|v| v * v).sum();
-            let mut max = f64::NEG_INFINITY;
-            for (c, e) in col.iter_mut().enumerate() {
-                let dist = (x2 - 2.0 * alpha * *e + alpha * alpha * self.mean_norms[c]).max(0.0);
-                *e = base[c] - 0.5 * dist / v[c];
-                max = max.max(*e);
-            }
-            // Terms below e^-60 of the largest cannot change ε at f32 precision.
-            let mut norm = 0.0;
-            for e in col.iter_mut() {
-                let r = *e - max;
-                *e = if r < -60.0 { 0.0 } else { r.exp() };
-                norm += *e;
-            }
-            let (mut cx, mut cs) = (0.0, 0.0);
-            for (c, e) in col.iter_mut().enumerate() {
-                *e /= norm * v[c];
-                cx += *e;
-                cs += *e * stds[c] * stds[c];
-            }
-            coef_x[i] = cx;
-            coef_s[i] = cs;
-        }
-        let gm = means_t * &g; // d × n: Σ_k (γ_k/v_k) m_k
-        for (i, o) in out.chunks_mut(d).enumerate() {
-            for (j, oj) in o.iter_mut().enumerate() {
-                let (xj, gmj) = (xm[(j, i)], gm[(j, i)]);
-                *oj = T::from_f64(if data {
-                    s2 * gmj + alpha * coef_s[i] * xj
-                } else {
-                    sigma * (coef_x[i] * xj - alpha * gmj)
-                });
-            }
-        }
-    }
-
-    fn means_matrices(&self) -> &(DMatrix<f64>, DMatrix<f64>) {
-        self.means_matrix.get_or_init(|| {
-            let m = DMatrix::from_row_slice(self.components(), self.dim, &self.means);
-            let t = m.transpose();
-            (m, t)
-        })
     }
 }
 

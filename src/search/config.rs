@@ -4,6 +4,7 @@ use crate::error::{Result, S3Error};
 use crate::metric::MetricKind;
 use crate::names::Named;
 use crate::noise::NoiseScheduleSpec;
+use crate::refine::Knobs;
 use crate::solver::{ClassicSolver, MAX_NFE};
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +40,40 @@ impl StrategyKind {
 
 /// How many of the search's best schedules the final ranking re-evaluates by default.
 pub const DEFAULT_FINAL_TOP: usize = 5;
+
+/// How many of the search's best schedules are refined by default.
+pub const DEFAULT_REFINE_TOP: usize = 2;
+/// Samples of the cheap tier (MSE to the exact solution or the teacher) by default.
+pub const DEFAULT_REFINE_SAMPLES: usize = 256;
+/// Cheap-tier measurements a refinement may make by default; its model-call budget is this
+/// times NFE times the tier's samples.
+pub const DEFAULT_REFINE_MEASUREMENTS: u64 = 300;
+
+/// The continuous refinement after the discrete search: the best `top` distinct schedules
+/// have their timesteps, relaxation coefficients and model-time offsets tuned on the cheap
+/// tier, and each refined schedule then pays one true-metric trial, which decides whether
+/// it is kept (it enters the ranking only through that trial).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefineConfig {
+    pub top: usize,
+    /// Samples of the cheap tier (MSE, noise seed derived from the run's).
+    pub samples: usize,
+    /// Model calls (samples × NFE per measurement) each refinement may spend.
+    pub calls: u64,
+    pub knobs: Knobs,
+}
+
+impl RefineConfig {
+    /// The default refinement of an NFE-`nfe` search.
+    pub fn default_for(nfe: usize) -> Self {
+        Self {
+            top: DEFAULT_REFINE_TOP,
+            samples: DEFAULT_REFINE_SAMPLES,
+            calls: DEFAULT_REFINE_MEASUREMENTS * (nfe * DEFAULT_REFINE_SAMPLES) as u64,
+            knobs: Knobs::ALL,
+        }
+    }
+}
 
 /// Everything that defines a search run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -85,6 +120,10 @@ pub struct SearchConfig {
     /// The search space's hash when the run was created: a resume refuses a changed space.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub space_hash: Option<String>,
+    /// The continuous refinement after the search (None: none; runs made before it existed
+    /// read as None and resume unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refine: Option<RefineConfig>,
 }
 
 impl SearchConfig {
@@ -102,6 +141,26 @@ impl SearchConfig {
         }
         if self.stage_size == 0 {
             return bad("--stage-size", "must be at least 1");
+        }
+        if let Some(r) = &self.refine {
+            if r.top == 0 {
+                return bad("--refine", "must be at least 1 (or use --no-refine)");
+            }
+            if r.samples < 2 {
+                return bad("--refine-samples", "must be at least 2");
+            }
+            if r.calls < (self.nfe * r.samples) as u64 {
+                return bad(
+                    "--refine-calls",
+                    &format!(
+                        "{} model calls cannot pay one cheap measurement ({} = NFE {} × {} samples)",
+                        r.calls,
+                        self.nfe * r.samples,
+                        self.nfe,
+                        r.samples
+                    ),
+                );
+            }
         }
         if self.predictor.is_some() && self.strategy != StrategyKind::S3 {
             return bad(

@@ -54,35 +54,51 @@ impl<'a> Evaluations<'a> {
         }
     }
 
-    /// The cached evaluation under `key`, or `s` evaluated now (not yet cached).
+    /// The cached evaluation under `key`, or `s` evaluated now (not yet cached). The outer
+    /// error is the store's; the inner one the evaluation's (the schedule's failure).
     fn cached_or_computed(
         &self,
         ev: &Evaluator,
         key: &EvalKey,
         s: &SolverSchedule,
-    ) -> Result<(CachedEval, bool)> {
+    ) -> Result<Result<(CachedEval, bool)>> {
         if let Some(c) = self.store.cached_eval(key)? {
-            return Ok((c, false));
+            return Ok(Ok((c, false)));
         }
         let start = Instant::now();
-        let e = ev.evaluate(s)?;
-        let c = CachedEval {
-            value: e.value,
-            nfe: e.nfe,
-            seconds: start.elapsed().as_secs_f64(),
-        };
-        Ok((c, true))
+        Ok(ev.evaluate(s).map(|e| {
+            let c = CachedEval {
+                value: e.value,
+                nfe: e.nfe,
+                seconds: start.elapsed().as_secs_f64(),
+            };
+            (c, true)
+        }))
     }
 
     /// The metric of `s` (outside any trial: the final ranking, an export's measurement),
     /// cached when computed.
     pub(super) fn value(&self, ev: &Evaluator, s: &SolverSchedule) -> Result<Measured> {
+        self.value_or_failure(ev, s)?
+    }
+
+    /// [`Self::value`] with the schedule's own failure (from the model or the metric) as the
+    /// inner error, so a caller can go on; store errors are the outer error. Failures are
+    /// not cached.
+    pub(super) fn value_or_failure(
+        &self,
+        ev: &Evaluator,
+        s: &SolverSchedule,
+    ) -> Result<Result<Measured>> {
         let key = self.key(ev, &schedule_hash(s));
-        let (c, computed) = self.cached_or_computed(ev, &key, s)?;
+        let (c, computed) = match self.cached_or_computed(ev, &key, s)? {
+            Ok(found) => found,
+            Err(e) => return Ok(Err(e)),
+        };
         if computed {
             self.store.put_eval(&key, &c, &self.run_id)?;
         }
-        Ok(measured(&c, computed))
+        Ok(Ok(measured(&c, computed)))
     }
 
     /// Evaluates `p` (whose hash is `hash`) as trial of `stage`: begun in the store, then
@@ -101,7 +117,7 @@ impl<'a> Evaluations<'a> {
             .store
             .begin_trial(&self.run_id, hash, json, stage, &source)?;
         let key = self.key(ev, hash);
-        let outcome = match self.cached_or_computed(ev, &key, &p.schedule) {
+        let outcome = match self.cached_or_computed(ev, &key, &p.schedule)? {
             Ok((c, computed)) => {
                 let cached = !computed;
                 self.store

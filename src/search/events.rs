@@ -74,6 +74,34 @@ pub enum Event {
         reason: String,
         evaluated: usize,
     },
+    /// One of the search's best, refined on the cheap tier and measured on the true metric.
+    Refined {
+        /// The parent's schedule hash and true-metric value.
+        parent: String,
+        parent_value: f64,
+        /// The refined schedule's hash and true-metric value (None: the refinement found
+        /// nothing better on the cheap tier, or its trial failed).
+        hash: Option<String>,
+        value: Option<f64>,
+        /// Kept: its true metric beats the parent's.
+        accepted: bool,
+        /// The cheap tier before and after (MSE on the tier's samples).
+        tier_start: f64,
+        tier_value: f64,
+        parameters: usize,
+        measurements: usize,
+        /// Model calls counted against the refinement's budget, and those paid now (the
+        /// rest came from the store's cache).
+        calls: u64,
+        paid_calls: u64,
+        seconds: f64,
+        termination: String,
+    },
+    /// A schedule that could not be refined (it fails on the cheap tier).
+    RefineSkipped {
+        parent: String,
+        reason: String,
+    },
     Final {
         /// The winner's label in the ranking (`classic …` or `searched <hash>`).
         winner: String,

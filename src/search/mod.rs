@@ -6,7 +6,8 @@
 //! data: configuration and checkpoint), `setup` (dataset, space, seeds and candidates,
 //! loaded once), `runner` (the loop: budget, stages, trials, checkpoints), `evaluations`
 //! (cache-or-compute and trial records), `progress` (what the run has done), `events` (what
-//! it reports), `stop` (signals and the time limit), `ranking` (the final ranking), `files`
+//! it reports), `stop` (signals and the time limit), `ranking` (the final ranking), `refinement` (the continuous refinement of the best, before
+//! the ranking), `files`
 //! (best.json, final.json, the event log), `measure` (an export's measurement); the
 //! strategies behind `strategy`'s trait: `evolution` (random and evolutionary), `s3` (the
 //! predictor-guided search), built by `strategies`; `source` says where a trial came from.
@@ -19,6 +20,7 @@ mod files;
 mod measure;
 mod progress;
 mod ranking;
+mod refinement;
 mod run;
 mod runner;
 mod s3;
@@ -28,7 +30,10 @@ mod stop;
 mod strategies;
 mod strategy;
 
-pub use config::{DEFAULT_FINAL_TOP, SearchConfig, StrategyKind};
+pub use config::{
+    DEFAULT_FINAL_TOP, DEFAULT_REFINE_MEASUREMENTS, DEFAULT_REFINE_SAMPLES, DEFAULT_REFINE_TOP,
+    RefineConfig, SearchConfig, StrategyKind,
+};
 pub use events::Event;
 pub use files::{BEST_FILE, EVENT_LOG, FINAL_FILE, MAX_RUN_ID_LEN, check_run_id, run_dir};
 pub use ranking::{RankingRow, RowKind};

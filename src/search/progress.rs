@@ -32,6 +32,9 @@ pub(super) struct Progress {
     /// The classic label of every seed evaluated, by schedule hash, so a ranking never calls
     /// a classic solver "searched".
     pub(super) seed_labels: HashMap<String, String>,
+    /// The hashes of refined schedules (never refined again: the parents of a refinement
+    /// are the search's own best, the same on every resume).
+    pub(super) refined: HashSet<String>,
     /// Evaluations computed (not served by the cache) by this process, and when the first
     /// of them started.
     pub(super) computed: usize,
@@ -50,7 +53,8 @@ impl Progress {
             if t.was_interrupted() {
                 continue;
             }
-            p.evaluated += 1;
+            let source = TrialSource::parse(&t.source);
+            p.evaluated += usize::from(source.counts_against_budget());
             p.seen.insert(t.schedule_hash.clone());
             let (TrialStatus::Finished, Some(value)) = (t.status, t.value) else {
                 continue;
@@ -65,7 +69,7 @@ impl Progress {
                 hash: t.schedule_hash,
                 value,
             };
-            p.record(e, &TrialSource::parse(&t.source));
+            p.record(e, &source);
         }
         Ok(p)
     }
@@ -82,6 +86,9 @@ impl Progress {
                 });
             }
         }
+        if *source == TrialSource::Refined {
+            self.refined.insert(e.hash.clone());
+        }
         let improved = self.best_value().is_none_or(|b| e.value < b);
         if improved {
             self.best = Some(e.clone());
@@ -90,10 +97,11 @@ impl Progress {
         improved
     }
 
-    /// Counts one trial against the budget, and its cost when it was computed; true when it
-    /// is the first computed evaluation of this process (the cost estimate can be made).
-    pub(super) fn count(&mut self, measured: Option<&Measured>) -> bool {
-        self.evaluated += 1;
+    /// Counts one trial from `source` against the budget (unless it is outside it), and its
+    /// cost when it was computed; true when it is the first computed evaluation of this
+    /// process (the cost estimate can be made).
+    pub(super) fn count(&mut self, measured: Option<&Measured>, source: &TrialSource) -> bool {
+        self.evaluated += usize::from(source.counts_against_budget());
         let Some(m) = measured.filter(|m| m.computed) else {
             return false;
         };
@@ -102,6 +110,24 @@ impl Progress {
             self.first_computed = Instant::now().checked_sub(Duration::from_secs_f64(m.seconds));
         }
         self.computed == 1
+    }
+
+    /// The best `n` distinct schedules the search itself found (refined ones excluded),
+    /// best first.
+    pub(super) fn best_unrefined(&self, n: usize) -> Vec<Evaluated> {
+        let mut found: Vec<&Evaluated> = self
+            .archive
+            .iter()
+            .filter(|e| !self.refined.contains(&e.hash))
+            .collect();
+        found.sort_by(|a, b| a.value.total_cmp(&b.value));
+        let mut taken = HashSet::new();
+        found
+            .into_iter()
+            .filter(|e| taken.insert(e.hash.clone()))
+            .take(n)
+            .cloned()
+            .collect()
     }
 
     /// The best value so far.

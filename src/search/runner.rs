@@ -75,11 +75,11 @@ struct Stages {
 
 /// One search run over one store.
 pub struct SearchRunner<'a> {
-    store: &'a Store,
-    run: Run,
-    setup: SearchSetup,
+    pub(super) store: &'a Store,
+    pub(super) run: Run,
+    pub(super) setup: SearchSetup,
     files: RunFiles,
-    evaluations: Evaluations<'a>,
+    pub(super) evaluations: Evaluations<'a>,
     max_time: Option<Duration>,
     stop: Option<Arc<AtomicBool>>,
 }
@@ -135,19 +135,23 @@ impl<'a> SearchRunner<'a> {
         self
     }
 
-    /// An evaluator on `samples` samples of noise `seed`, sharing the store's teacher
-    /// references.
+    /// An evaluator of the run's metric on `samples` samples of noise `seed`, sharing the
+    /// store's teacher references.
     pub(super) fn evaluator(&self, samples: usize, seed: u64) -> Result<Evaluator<'_>> {
+        self.evaluator_of(self.config().metric, samples, seed)
+    }
+
+    /// [`Self::evaluator`] with another metric (the refinement's cheap tier).
+    pub(super) fn evaluator_of(
+        &self,
+        metric: MetricKind,
+        samples: usize,
+        seed: u64,
+    ) -> Result<Evaluator<'_>> {
         let cfg = self.config();
-        Evaluator::new(
-            &self.setup.dataset,
-            &self.setup.ns,
-            cfg.metric,
-            samples,
-            seed,
-        )?
-        .with_reference_cache(ReferenceCache::in_store(self.store.path()))
-        .with_reference_nfe(cfg.reference_nfe.unwrap_or(DEFAULT_REFERENCE_NFE))
+        Evaluator::new(&self.setup.dataset, &self.setup.ns, metric, samples, seed)?
+            .with_reference_cache(ReferenceCache::in_store(self.store.path()))
+            .with_reference_nfe(cfg.reference_nfe.unwrap_or(DEFAULT_REFERENCE_NFE))
     }
 
     fn write_best(&self, s: &SolverSchedule, value: f64, label: &str) -> Result<()> {
@@ -201,6 +205,17 @@ impl<'a> SearchRunner<'a> {
         }
         if !stages.baselines_told {
             self.tell_baselines(&progress, &mut events)?;
+        }
+        if let Some(rc) = &cfg.refine {
+            let stage = stages.next;
+            if let Some((termination, reason)) =
+                self.refine_best(&loop_, rc, stage, &mut progress, &mut events)?
+            {
+                self.stopped(termination, reason, &progress, &mut events)?;
+                return Ok(self.outcome(termination, &progress, vec![], &ev));
+            }
+            stages.next += 1;
+            self.checkpoint(&loop_, &progress, &stages)?;
         }
         let ranker = Ranker {
             run_id: &self.run.id,
@@ -344,22 +359,23 @@ impl<'a> SearchRunner<'a> {
         self.run.checkpoint(self.store, &state)
     }
 
-    /// Evaluates one proposal as a trial, unless this run has already seen it.
-    fn trial(
+    /// Evaluates one proposal as a trial, unless this run has already seen it; returns its
+    /// value when it was evaluated now and finished.
+    pub(super) fn trial(
         &self,
         l: &SearchLoop,
         p: Proposal,
         stage: u32,
         progress: &mut Progress,
         events: &mut Events,
-    ) -> Result<()> {
+    ) -> Result<Option<f64>> {
         let hash = schedule_hash(&p.schedule);
         if !progress.seen.insert(hash.clone()) {
-            return Ok(());
+            return Ok(None);
         }
         let t = self.evaluations.trial(l.ev, &p, &hash, stage)?;
         let measured: Option<Measured> = t.outcome.as_ref().ok().copied();
-        let first_computed = progress.count(measured.as_ref());
+        let first_computed = progress.count(measured.as_ref(), &p.source);
         if let Some(m) = &measured {
             let e = Evaluated {
                 schedule: p.schedule.clone(),
@@ -392,7 +408,8 @@ impl<'a> SearchRunner<'a> {
             evaluated: progress.evaluated,
             best: progress.best_value(),
             eta_s,
-        })
+        })?;
+        Ok(measured.map(|m| m.value))
     }
 
     /// Seconds the rest of the run should take at the measured rate: the remaining budget
@@ -478,11 +495,11 @@ impl<'a> SearchRunner<'a> {
 }
 
 /// What every stage of one `run` shares.
-struct SearchLoop<'l> {
-    ev: &'l Evaluator<'l>,
+pub(super) struct SearchLoop<'l> {
+    pub(super) ev: &'l Evaluator<'l>,
     ops: &'l Candidates<'l>,
     seeds: &'l [Proposal],
-    clock: &'l StopClock,
+    pub(super) clock: &'l StopClock,
 }
 
 /// Up to `n` of `seeds` whose hashes are not in `seen`, in order.

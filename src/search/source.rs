@@ -37,12 +37,15 @@ pub enum TrialSource {
     Made(Origin),
     /// Made, then picked from the `s3` strategy's pool.
     S3 { pick: Pick, origin: Origin },
+    /// One of the search's best with its continuous parameters refined on the cheap tier.
+    Refined,
     /// A source text this version does not know (kept as written).
     Other(String),
 }
 
 const SEED: &str = "seed:";
 const S3: &str = "s3-";
+const REFINED: &str = "refined";
 
 impl Origin {
     fn as_str(self) -> &'static str {
@@ -85,6 +88,9 @@ impl TrialSource {
         if let Some(origin) = Origin::parse(s) {
             return TrialSource::Made(origin);
         }
+        if s == REFINED {
+            return TrialSource::Refined;
+        }
         let picked = s.strip_prefix(S3).and_then(|rest| {
             let (pick, origin) = rest.split_once(':')?;
             Some(TrialSource::S3 {
@@ -93,6 +99,13 @@ impl TrialSource {
             })
         });
         picked.unwrap_or_else(|| TrialSource::Other(s.to_string()))
+    }
+
+    /// Whether a trial from this source spends the search's budget: all but the refined
+    /// schedules, which the refinement's own model-call budget pays for (like the final
+    /// ranking, they come after the search).
+    pub fn counts_against_budget(&self) -> bool {
+        *self != TrialSource::Refined
     }
 
     /// The classic solver's label when this is a classic seed.
@@ -112,6 +125,7 @@ impl fmt::Display for TrialSource {
             TrialSource::S3 { pick, origin } => {
                 write!(f, "{S3}{}:{}", pick.as_str(), origin.as_str())
             }
+            TrialSource::Refined => f.write_str(REFINED),
             TrialSource::Other(s) => f.write_str(s),
         }
     }
@@ -136,6 +150,7 @@ mod tests {
                 pick: Pick::Explore,
                 origin: Origin::CrossoverMutation,
             },
+            TrialSource::Refined,
             TrialSource::Other("hand-made".into()),
         ];
         for s in all {

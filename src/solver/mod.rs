@@ -10,6 +10,7 @@ pub mod sampler;
 pub mod schedule;
 pub mod spacing;
 pub mod update;
+pub mod v3;
 
 pub use baselines::{ClassicSolver, UniPcVariant};
 pub use grid::{ClassicEntry, classic_end, classic_grid};

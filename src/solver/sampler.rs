@@ -115,19 +115,33 @@ impl<'a> Sampler<'a> {
         Ok(SampleOutput { samples, nfe })
     }
 
-    fn eval_model<T: Real>(&self, p: &mut Point<T>) -> Result<()> {
+    /// Calls the model at point `p`, telling it the time t + `offset` (the schedule's
+    /// `time_offsets`). With an offset, the ε it predicts there is taken as the ε at the
+    /// point's own t, and x0 is converted from it at t: x0 = (x − σ_t ε)/α_t.
+    fn eval_model<T: Real>(&self, p: &mut Point<T>, offset: f64) -> Result<()> {
         let m = p.meta;
+        let told = if offset == 0.0 {
+            m
+        } else {
+            PointMeta::at(self.ns, m.t + offset)
+        };
         let time = TimePoint {
-            t: m.t,
-            alpha: m.alpha,
-            sigma: m.sigma,
+            t: told.t,
+            alpha: told.alpha,
+            sigma: told.sigma,
         };
         eval_predictions(self.model, &p.x, time, &mut p.eps, &mut p.x0)?;
+        if offset != 0.0 {
+            let (inv_a, s) = (1.0 / m.alpha, m.sigma);
+            for ((x0, &x), &e) in p.x0.iter_mut().zip(&p.x).zip(&p.eps) {
+                *x0 = T::from_f64((x.to_f64() - s * e.to_f64()) * inv_a);
+            }
+        }
         let bad = |v: &T| !v.to_f64().is_finite();
         if let Some(i) = p.eps.par_iter().position_any(bad) {
             return Err(S3Error::Numerical(format!(
                 "the model returned a non-finite value at t = {} (element {i})",
-                m.t
+                told.t
             )));
         }
         if let Some(i) = p.x0.par_iter().position_any(bad) {
@@ -157,7 +171,7 @@ impl<'a> Sampler<'a> {
         };
         match schedule.afs {
             Afs::None => {
-                self.eval_model(&mut first)?;
+                self.eval_model(&mut first, schedule.time_offset(0))?;
                 nfe += 1;
             }
             Afs::ZeroX0 => {
@@ -217,7 +231,7 @@ impl<'a> Sampler<'a> {
             };
             let last = i + 1 == n;
             if !last || step.corrector.is_some() {
-                self.eval_model(&mut point)?;
+                self.eval_model(&mut point, schedule.time_offset(i + 1))?;
                 nfe += 1;
             }
             history.push_back(point);

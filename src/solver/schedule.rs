@@ -14,6 +14,8 @@ use std::path::Path;
 pub const SCHEDULE_FORMAT: &str = "s3-schedule";
 /// The schema version this build reads and writes.
 pub const SCHEDULE_VERSION: u32 = 1;
+/// Relative slack on the schedule's end T when checking times, for values written in decimal.
+const T_MAX_SLACK: f64 = 1e-9;
 /// The highest Taylor order a step may use.
 pub const MAX_ORDER: usize = 4;
 
@@ -138,6 +140,14 @@ pub struct SolverSchedule {
     /// ([`crate::noise::NoiseSchedule::sampler_sigma`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sigmas: Option<Vec<f64>>,
+    /// Optional per-step offsets δ_i (one per step, i = 0 … N − 1) to the time fed to the
+    /// model: the call at `timesteps[i]` asks the model for its noise prediction at
+    /// t_i + δ_i, while the solver keeps t_i for α, σ, λ and converts that ε to x0 at t_i
+    /// (the "time shift" of LD3 and the exposure-bias literature). Found by continuous
+    /// refinement; absent means all zero. An offset where no call is made (t_0 under an
+    /// analytical first step) must be 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_offsets: Option<Vec<f64>>,
 }
 
 impl Derivative {
@@ -220,6 +230,7 @@ impl SolverSchedule {
             steps,
             noise_schedule: None,
             sigmas: None,
+            time_offsets: None,
         };
         s.nfe = s.counted_nfe();
         s
@@ -238,6 +249,26 @@ impl SolverSchedule {
         let first = usize::from(self.afs == Afs::None);
         let last_corrector = self.steps.last().is_some_and(|s| s.corrector.is_some());
         first + n.saturating_sub(1) + usize::from(last_corrector)
+    }
+
+    /// The offset δ_i to the model's time at `timesteps[i]` (0 without offsets).
+    pub fn time_offset(&self, i: usize) -> f64 {
+        self.time_offsets
+            .as_ref()
+            .and_then(|o| o.get(i).copied())
+            .unwrap_or(0.0)
+    }
+
+    /// The time the model is told at `timesteps[i]`: t_i + δ_i.
+    pub fn model_time(&self, i: usize) -> f64 {
+        self.timesteps[i] + self.time_offset(i)
+    }
+
+    /// Whether any time offset is non-zero.
+    pub fn has_time_offsets(&self) -> bool {
+        self.time_offsets
+            .as_ref()
+            .is_some_and(|o| o.iter().any(|&d| d != 0.0))
     }
 
     /// Whether the last step denoises (final timestep 0).
@@ -308,6 +339,7 @@ impl SolverSchedule {
         for (i, step) in self.steps.iter().enumerate() {
             self.validate_step(i, step)?;
         }
+        self.validate_offsets()?;
         let counted = self.counted_nfe();
         if counted == 0 {
             return bad("the schedule never calls the model (NFE 0)".into());
@@ -336,7 +368,7 @@ impl SolverSchedule {
         self.validate()?;
         let bad = |m: String| Err(S3Error::InvalidSchedule(m));
         let t_max = ns.t_max();
-        if self.timesteps[0] > t_max * (1.0 + 1e-9) {
+        if self.timesteps[0] > t_max * (1.0 + T_MAX_SLACK) {
             return bad(format!(
                 "timesteps[0] = {} is beyond the {} schedule's end T = {t_max}",
                 self.timesteps[0],
@@ -352,6 +384,7 @@ impl SolverSchedule {
                 ));
             }
         }
+        self.validate_offsets_on(ns, pure_start)?;
         if !pure_start {
             return Ok(());
         }
@@ -385,6 +418,79 @@ impl SolverSchedule {
                 return bad(format!(
                     "step {i}: corrector: derivative {d} uses point {}; {why}",
                     p0 - 1
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The rules of `time_offsets` that need no noise schedule: one finite value per step,
+    /// a positive model time, and 0 where no model call is made.
+    fn validate_offsets(&self) -> Result<()> {
+        let Some(offsets) = &self.time_offsets else {
+            return Ok(());
+        };
+        let bad = |m: String| {
+            Err(S3Error::InvalidSchedule(format!(
+                "field `time_offsets`: {m}"
+            )))
+        };
+        if offsets.len() != self.steps.len() {
+            return bad(format!(
+                "{} values for {} steps; expected one per step",
+                offsets.len(),
+                self.steps.len()
+            ));
+        }
+        for (i, &d) in offsets.iter().enumerate() {
+            let t = self.timesteps[i];
+            if !d.is_finite() || t + d <= 0.0 {
+                return bad(format!(
+                    "time_offsets[{i}] = {d} gives the model time {} at timesteps[{i}] = {t}; expected a finite offset with a positive model time",
+                    t + d
+                ));
+            }
+        }
+        if self.afs != Afs::None && offsets[0] != 0.0 {
+            return bad(format!(
+                "time_offsets[0] = {}, but the analytical first step makes no model call at t_0; expected 0",
+                offsets[0]
+            ));
+        }
+        Ok(())
+    }
+
+    /// The rules of `time_offsets` under `ns`: every model time lies within the schedule
+    /// (≤ T, finite log-SNR), and a pure-noise t_0 takes no offset (its x0 is the model's).
+    fn validate_offsets_on(
+        &self,
+        ns: &crate::noise::NoiseSchedule,
+        pure_start: bool,
+    ) -> Result<()> {
+        if !self.has_time_offsets() {
+            return Ok(());
+        }
+        let bad = |m: String| {
+            Err(S3Error::InvalidSchedule(format!(
+                "field `time_offsets`: {m}"
+            )))
+        };
+        if pure_start && self.time_offset(0) != 0.0 {
+            return bad(format!(
+                "time_offsets[0] = {}, but t_0 is pure noise under {} (α = 0), where x0 cannot be converted from a shifted ε; expected 0",
+                self.time_offset(0),
+                ns.name()
+            ));
+        }
+        // A pure-noise t_0 keeps δ_0 = 0 (checked above) and its λ = −∞ is allowed there.
+        for i in usize::from(pure_start)..self.steps.len() {
+            let m = self.model_time(i);
+            if m > ns.t_max() * (1.0 + T_MAX_SLACK) || !ns.lambda(m).is_finite() {
+                return bad(format!(
+                    "time_offsets[{i}] = {} puts the model time {m} outside the {} schedule (0, {}] or where its log-SNR is not finite",
+                    self.time_offset(i),
+                    ns.name(),
+                    ns.t_max()
                 ));
             }
         }
