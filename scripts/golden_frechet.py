@@ -16,25 +16,7 @@ import numpy as np
 import scipy
 from scipy import linalg
 
-
-def fd_pytorch_fid(mu1, s1, mu2, s2, eps=1e-6):
-    diff = mu1 - mu2
-    covmean, _ = linalg.sqrtm(s1.dot(s2), disp=False)
-    if not np.isfinite(covmean).all():
-        offset = np.eye(s1.shape[0]) * eps
-        covmean = linalg.sqrtm((s1 + offset).dot(s2 + offset))
-    if np.iscomplexobj(covmean):
-        covmean = covmean.real
-    return float(diff.dot(diff) + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
-
-
-def fd_symmetric(mu1, s1, mu2, s2):
-    w, v = np.linalg.eigh(s1)
-    r1 = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
-    inner = r1 @ s2 @ r1
-    ev = np.linalg.eigvalsh((inner + inner.T) / 2)
-    diff = mu1 - mu2
-    return float(diff.dot(diff) + np.trace(s1) + np.trace(s2) - 2 * np.sqrt(np.clip(ev, 0, None)).sum())
+from frechet_reference import fd_pytorch_fid, fd_symmetric
 
 
 rng = np.random.default_rng(2026)

@@ -29,31 +29,13 @@ import numpy as np
 import scipy
 from scipy import linalg
 
+from frechet_reference import fd_pytorch_fid, fd_symmetric
+
 FD_INF_POINTS = 15
 FD_INF_SMALLEST_DIVISOR = 5
 FD_INF_RANK_FACTOR = 2
 FD_INF_MIN_SPAN = 2
 DECIMALS = 6  # inputs are rounded, so the stored values are exactly the computed ones
-
-
-def fd_pytorch_fid(mu1, s1, mu2, s2, eps=1e-6):
-    diff = mu1 - mu2
-    covmean = linalg.sqrtm(s1.dot(s2))
-    if not np.isfinite(covmean).all():
-        offset = np.eye(s1.shape[0]) * eps
-        covmean = linalg.sqrtm((s1 + offset).dot(s2 + offset))
-    if np.iscomplexobj(covmean):
-        covmean = covmean.real
-    return float(diff.dot(diff) + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
-
-
-def fd_symmetric(mu1, s1, mu2, s2):
-    w, v = np.linalg.eigh(s1)
-    r1 = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
-    inner = r1 @ s2 @ r1
-    ev = np.linalg.eigvalsh((inner + inner.T) / 2)
-    diff = mu1 - mu2
-    return float(diff.dot(diff) + np.trace(s1) + np.trace(s2) - 2 * np.sqrt(np.clip(ev, 0, None)).sum())
 
 
 def fd_inf_sizes(n, d):
